@@ -1,0 +1,83 @@
+"""The engine's three ops in plain torch: the specification every other backend must match.
+
+All three work on a *row subset* so the engine only pays for the rows it still needs.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+
+def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
+                   rows: torch.Tensor, self_weight: Optional[torch.Tensor] = None,
+                   cache: Optional[torch.Tensor] = None) -> torch.Tensor:
+    r"""Weighted CSR aggregation over a subset of rows.
+
+    .. math::
+        out_i = \sum_{e = rowptr[r]}^{rowptr[r+1]-1} weight_e \, h_{col_e}
+                + self\_weight_r \, h_r + cache_r, \qquad r = rows_i
+
+    Shapes: ``rowptr [R+1]``, ``col``/``weight [nnz]``, ``h [n, m]`` (float32), ``rows [k]``
+    (int64, values in ``[0, R)``), ``self_weight [R]``, ``cache [R, m]``; returns ``[k, m]``.
+    """
+    start, end = rowptr[rows], rowptr[rows + 1]
+    counts = end - start
+    k = rows.numel()
+    total = int(counts.sum()) if k else 0
+    out = torch.zeros(k, h.shape[1], dtype=torch.float32, device=h.device)
+    if total:
+        seg = torch.repeat_interleave(torch.arange(k, device=h.device), counts, output_size=total)
+        offs = torch.arange(total, device=h.device) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts, output_size=total)
+        e = start[seg] + offs
+        out.index_add_(0, seg, h[col[e]] * weight[e, None])
+    if self_weight is not None:
+        out += self_weight[rows, None] * h[rows]
+    if cache is not None:
+        out += cache[rows]
+    return out
+
+
+def exit_logits(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+                b2: torch.Tensor) -> torch.Tensor:
+    """The 2-layer confidence MLP: ``relu(h w1^T + b1) w2^T + b2`` → logits ``[n, 2]`` over {CONTINUE, EXIT}."""
+    return torch.relu(h @ w1.T + b1) @ w2.T + b2
+
+
+def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+                  b2: torch.Tensor, threshold: float, w_nu: Optional[torch.Tensor] = None,
+                  b_nu: Optional[torch.Tensor] = None, tau0: float = 0.0
+                  ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    r"""Deterministic exit rule on rows ``h [n, k]``.
+
+    ``p_exit = softmax(logits)[EXIT] = sigmoid(l_1 - l_0)``; ``exit = p_exit >= threshold``.
+    With the temperature head (``w_nu [k]``, ``b_nu [1]``), also returns the noise-free CONTINUE
+    probability ``softmax(logits / nu)[CONTINUE] = sigmoid((l_0 - l_1) / nu)`` with
+    :math:`\nu = \max(\mathrm{softplus}(h w_\nu + b_\nu) + \tau_0, 0.1)` (Eq. 7), used as SAS step size.
+    Returns ``(p_exit [n], exit [n] bool, step [n] or None)``.
+    """
+    logits = exit_logits(h, w1, b1, w2, b2)
+    diff = logits[:, 1] - logits[:, 0]
+    p_exit = torch.sigmoid(diff)
+    step = None
+    if w_nu is not None:
+        nu = torch.clamp(torch.nn.functional.softplus(h @ w_nu + b_nu) + tau0, min=0.1)
+        step = torch.sigmoid(-diff / nu)
+    return p_exit, p_exit >= threshold, step
+
+
+def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequence[torch.Tensor],
+                biases: Sequence[torch.Tensor], chunk: int = 4096) -> torch.Tensor:
+    """HeaRT's MLP link scorer on gathered pairs: ``x = z[u] * z[v]``, then Linear+ReLU layers and a
+    final Linear to one logit. ``weights[i]`` is ``[out, in]`` (nn.Linear layout); returns logits ``[P]``.
+
+    Pairs are processed in chunks so the ``[chunk, m]`` intermediates stay in cache.
+    """
+    out = torch.empty(u.numel(), dtype=torch.float32, device=z.device)
+    for s in range(0, u.numel(), chunk):
+        x = z[u[s:s + chunk]] * z[v[s:s + chunk]]
+        for w, b in zip(weights[:-1], biases[:-1]):
+            x = torch.relu(torch.addmm(b, x, w.T))
+        out[s:s + chunk] = torch.addmm(biases[-1], x, weights[-1].T).squeeze(1)
+    return out

@@ -1,0 +1,31 @@
+"""Packaging: maps ``kernels/`` to ``linkexit_fast.kernels`` and builds the optional C++ ops.
+
+The C++ extension is built here only when torch is importable in the build environment
+(``pip install --no-build-isolation``). Otherwise the package installs as pure Python and
+``linkexit_fast.backends.cpu`` compiles ``csrc/`` just-in-time on first use.
+"""
+import glob
+import os
+
+from setuptools import setup
+
+ext_modules, cmdclass = [], {}
+if os.environ.get("LINKEXIT_NO_BUILD_EXT") != "1":
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        pass
+    else:
+        sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
+        if sources:
+            ext_modules = [CppExtension(
+                "linkexit_fast._C", sources,
+                extra_compile_args=["-O3", "-fopenmp"], extra_link_args=["-fopenmp"])]
+            cmdclass = {"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)}
+
+setup(
+    packages=["linkexit_fast", "linkexit_fast.backends", "linkexit_fast.kernels"],
+    package_dir={"linkexit_fast": "linkexit_fast", "linkexit_fast.kernels": "kernels"},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)
