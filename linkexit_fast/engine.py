@@ -1,0 +1,465 @@
+"""The inference engine: compute only what the still-unresolved candidate pairs need.
+
+The contract: for every pair, the score and the exit layers of its endpoints equal those of the
+dense reference forward (:meth:`EarlyExitLinkPredictor.forward` in deterministic mode, then the
+predictor), within float32 summation-order noise. What the engine skips:
+
+1. **Scope.** At layer ``l`` a node is updated only if it lies within ``L - l - 1`` hops of an
+   endpoint that still needs its embedding (an endpoint of an unresolved pair that has not
+   exited). Under ``freeze`` the walk passes through non-exited nodes only and exited nodes are
+   never updated; under ``readout`` exited nodes still relay.
+2. **Compaction.** A query whose L-hop field is a small part of the graph runs on a compacted
+   subgraph (local ids, full-graph degrees), and each layer touches only its active rows.
+3. **Frozen-neighbour cache** (``freeze``). Once enough nodes have frozen, their contribution to
+   each active neighbour's aggregate is added once into a cache and their edges leave the CSR.
+4. **Sparse input features.** Bag-of-words features are multiplied as a sparse matrix, and only
+   over the rows in scope.
+5. **Streaming pair scoring.** A pair is scored as soon as both endpoints have exited, and the
+   layer loop stops when every pair is resolved.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .backends import get_backend
+from .graph import Graph
+from .models import EarlyExitLinkPredictor, gumbel_noise
+from .validation import check_pairs
+
+__all__ = ["predict", "EngineStats", "csr_gather", "hop_distance"]
+
+UNREACHED = 1 << 30
+SPARSE_FEATURE_DENSITY = 0.05  # below this share of non-zeros a sparse X W pays off (CiteSeer: 0.9 %)
+
+
+# ---------------------------------------------------------------------------- CSR helpers
+def csr_gather(rowptr: torch.Tensor, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Positions of all CSR entries of ``rows`` and, for each, its index into ``rows``."""
+    start = rowptr[rows]
+    counts = rowptr[rows + 1] - start
+    total = int(counts.sum()) if rows.numel() else 0
+    seg = torch.repeat_interleave(torch.arange(rows.numel()), counts, output_size=total)
+    first = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(total) - first[seg] + start[seg]
+    return pos, seg
+
+
+def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor, max_hops: int,
+                 passable: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Multi-source BFS: hop distance (``UNREACHED`` beyond ``max_hops``) of every row.
+
+    With ``passable`` (bool per node), the walk expands only from passable nodes; impassable nodes
+    are still reached, so their (frozen) state can be read.
+    """
+    n = rowptr.numel() - 1
+    dist = torch.full((n,), UNREACHED, dtype=torch.int64)
+    frontier = torch.unique(sources)
+    dist[frontier] = 0
+    for hop in range(1, max_hops + 1):
+        if passable is not None:
+            frontier = frontier[passable[frontier]]
+        if frontier.numel() == 0:
+            break
+        pos, _ = csr_gather(rowptr, frontier)
+        nbrs = col[pos]
+        nbrs = torch.unique(nbrs[dist[nbrs] == UNREACHED])
+        dist[nbrs] = hop
+        frontier = nbrs
+    return dist
+
+
+# ---------------------------------------------------------------------------- statistics
+@dataclass
+class EngineStats:
+    """What one ``predict`` call computed. FLOPs are multiply-accumulates, as in Eq. 6 of the paper:
+    a layer costs ``n_updated * k * m^2 + e_aggregated * m`` (k = 2 for SAS, which has two m x m
+    products), plus the exit heads and the input transform; the decoder costs pairs x per-pair MACs."""
+
+    backend: str
+    threshold: float
+    exit_layer: torch.Tensor = None  # [P, 2] exit layer of each pair's endpoints
+    nodes_updated: List[int] = field(default_factory=list)
+    edges_aggregated: List[int] = field(default_factory=list)
+    nodes_decided: List[int] = field(default_factory=list)
+    pairs_resolved: List[int] = field(default_factory=list)
+    scope_nodes: int = 0
+    flops_gnn: float = 0.0
+    flops_decoder: float = 0.0
+    flops_dense_gnn: float = 0.0
+    flops_dense_decoder: float = 0.0
+    flops_paper: Optional[float] = None
+    time_gnn: float = 0.0
+    time_decoder: float = 0.0
+
+    @property
+    def flops(self) -> float:
+        return self.flops_gnn + self.flops_decoder
+
+    @property
+    def flops_dense(self) -> float:
+        return self.flops_dense_gnn + self.flops_dense_decoder
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "exit_layer"}
+        d.update(flops=self.flops, flops_dense=self.flops_dense)
+        return d
+
+
+def _head_macs(in_dim: int, hidden: int, temperature: bool) -> int:
+    return in_dim * hidden + hidden * 2 + (in_dim if temperature else 0)
+
+
+def _layer_k(model: EarlyExitLinkPredictor) -> int:
+    return 2 if model.config.backbone == "sas" else 1
+
+
+def dense_flops(model: EarlyExitLinkPredictor, graph: Graph, num_pairs: int) -> Tuple[float, float]:
+    """MACs of the dense reference: every node at every layer, dense input transform, all pairs."""
+    c = model.config
+    n, m, L = graph.num_nodes, c.hidden, c.layers
+    e = graph.col.numel() + (n if model.self_loops else 0)
+    f_in = c.in_channels or m
+    gnn = n * f_in * m + L * e * m + (L - (1 if c.backbone == "gcn" else 0)) * n * _layer_k(model) * m * m
+    if c.exit != "none":
+        per = _head_macs(m, c.exit_hidden, True)
+        if c.exit == "subgraph":
+            per += _head_macs(m + 1, c.exit_hidden, True) + graph.deg.float().mean().item()
+        gnn += (L - model.first_exit) * n * per
+    return float(gnn), float(num_pairs * model.predictor.flops_per_pair())
+
+
+def paper_flops(model: EarlyExitLinkPredictor, active_nodes: List[int], active_edges: List[int]) -> float:
+    """The paper's Eq. 6 for a reference forward: all non-exited nodes and their edges, per layer."""
+    m, k = model.config.hidden, _layer_k(model)
+    return float(sum(nv * k * m * m + ne * m for nv, ne in zip(active_nodes, active_edges)))
+
+
+# ---------------------------------------------------------------------------- the engine
+class _Run:
+    """State of one engine pass over a (possibly compacted) graph."""
+
+    def __init__(self, model: EarlyExitLinkPredictor, graph: Graph, pairs: torch.Tensor,
+                 threshold: float, ops: ModuleType, stats: EngineStats):
+        self.model, self.ops, self.stats, self.threshold = model, ops, stats, threshold
+        c = self.c = model.config
+        self.L, self.m = c.layers, c.hidden
+        self.exits = c.exit != "none"
+        self.freeze = self.exits and c.semantics == "freeze"
+        self.sample = model.eval_mode == "sample"
+        ends, slots = torch.unique(pairs, return_inverse=True)
+        self.slots = slots.view(-1, 2)
+        # Scope: everything within L hops of an endpoint; compact when that is a small part.
+        dist = hop_distance(graph.rowptr, graph.col, ends, self.L)
+        scope = (dist <= self.L).nonzero().squeeze(1)
+        n_glob = graph.num_nodes
+        dinv = graph.dinv(model.self_loops)
+        if scope.numel() < 0.8 * n_glob:
+            g2l = torch.full((n_glob,), -1, dtype=torch.int64)
+            g2l[scope] = torch.arange(scope.numel())
+            inner = scope[dist[scope] < self.L]  # boundary rows are read, never updated
+            pos, seg = csr_gather(graph.rowptr, inner)
+            row_g, col_g = inner[seg], graph.col[pos]
+            counts = torch.zeros(scope.numel(), dtype=torch.int64)
+            counts[g2l[inner]] = graph.rowptr[inner + 1] - graph.rowptr[inner]
+            self.rowptr = torch.zeros(scope.numel() + 1, dtype=torch.int64)
+            torch.cumsum(counts, 0, out=self.rowptr[1:])
+            self.col = g2l[col_g]
+            self.weight = dinv[row_g] * dinv[col_g]
+            self.nodes = scope
+            self.ends = g2l[ends]
+        else:
+            self.rowptr, self.col, self.nodes, self.ends = graph.rowptr, graph.col, None, ends
+            self.weight = dinv[graph.row] * dinv[graph.col]
+        self.n = self.rowptr.numel() - 1
+        self.dist = dist if self.nodes is None else dist[scope]
+        self.deg = graph.deg if self.nodes is None else graph.deg[scope]
+        self.self_weight = None
+        if model.self_loops:
+            d = dinv if self.nodes is None else dinv[scope]
+            self.self_weight = d * d
+        self.graph = graph
+        stats.scope_nodes = self.n
+        # The aggregation CSR shrinks under freeze; readiness always needs all neighbours.
+        self.agg_rowptr, self.agg_col, self.agg_weight = self.rowptr, self.col, self.weight
+        self.cache: Optional[torch.Tensor] = None
+
+    # -------------------------------------------------------------- pieces
+    def _rows(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask.nonzero().squeeze(1)
+
+    def _input(self) -> torch.Tensor:
+        """H^0 over the scope rows (gcn: X W_0, the first layer's transform, done before aggregation)."""
+        model, c, g = self.model, self.c, self.graph
+        if c.backbone == "gcn":
+            w, b = model.convs[0].weight, None
+        else:
+            w, b = model.input_proj.weight, model.input_proj.bias
+        rows = self.nodes if self.nodes is not None else None
+        if model.embedding is not None:
+            x = model.embedding.weight if rows is None else model.embedding.weight[rows]
+            out = F.linear(x, w, b)
+            self.stats.flops_gnn += x.shape[0] * x.shape[1] * w.shape[0]
+            return out
+        xs = _sparse_features(g)
+        if xs is not None:
+            rowptr, col, val = xs
+            sel = torch.arange(g.num_nodes) if rows is None else rows
+            out = self.ops.aggregate_rows(rowptr, col, val, w.T.contiguous(), sel)
+            self.stats.flops_gnn += float((rowptr[sel + 1] - rowptr[sel]).sum()) * w.shape[0]
+            return out if b is None else out + b
+        x = g.x if rows is None else g.x[rows]
+        self.stats.flops_gnn += x.shape[0] * x.shape[1] * w.shape[0]
+        return F.linear(x, w, b)
+
+    def _decide(self, head, h_rows: torch.Tensor, l: int, head_id: int, ids: torch.Tensor):
+        """(exit flag, step) for rows; deterministic via the fused op, or seeded Gumbel samples."""
+        sas = self.c.backbone == "sas"
+        self.stats.flops_gnn += h_rows.shape[0] * _head_macs(h_rows.shape[1], self.c.exit_hidden, sas)
+        if not self.sample:
+            _, flag, step = self.ops.exit_decision(
+                h_rows, head.lin1.weight, head.lin1.bias, head.lin2.weight, head.lin2.bias,
+                self.threshold, head.nu.weight[0] if sas else None, head.nu.bias if sas else None,
+                head.tau0)
+            return flag, step
+        gids = ids if self.nodes is None else self.nodes[ids]
+        e, step, _ = self.model._sample(head.logits(h_rows), head.temperature(h_rows), "sample",
+                                        self.threshold, None, (self.model.sample_seed, l, head_id, gids))
+        return e > 0.5, step
+
+    def _rebuild_cache(self, h: torch.Tensor, exited: torch.Tensor, keep_rows: torch.Tensor) -> None:
+        """Move frozen neighbours' contributions into the cache and drop their edges (freeze only)."""
+        rows = self._rows(keep_rows)
+        pos, seg = csr_gather(self.agg_rowptr, rows)
+        cols = self.agg_col[pos]
+        frozen = exited[cols]
+        if self.cache is None:
+            self.cache = torch.zeros(self.n, self.m)
+        fz = frozen.nonzero().squeeze(1)
+        self.cache.index_add_(0, rows[seg[fz]], h[cols[fz]] * self.agg_weight[pos[fz], None])
+        live = ~frozen
+        counts = torch.zeros(self.n, dtype=torch.int64)
+        counts.index_add_(0, rows[seg[live]], torch.ones(int(live.sum()), dtype=torch.int64))
+        rowptr = torch.zeros(self.n + 1, dtype=torch.int64)
+        torch.cumsum(counts, 0, out=rowptr[1:])
+        self.agg_rowptr, self.agg_col, self.agg_weight = rowptr, cols[live], self.agg_weight[pos[live]]
+
+    # -------------------------------------------------------------- the layer loop
+    def run(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        model, c, ops, st = self.model, self.c, self.ops, self.stats
+        L, m, n = self.L, self.m, self.n
+        k = _layer_k(model)
+        P = self.slots.shape[0]
+        n_ends = self.ends.numel()
+        exited = torch.zeros(n, dtype=torch.bool)
+        exit_layer = torch.full((n,), L, dtype=torch.int64)
+        ready = torch.zeros(n)
+        zsel = torch.empty(n_ends, m)
+        unresolved = torch.ones(P, dtype=torch.bool)
+        logits = torch.empty(P)
+        end_pos = torch.full((n,), -1, dtype=torch.int64)
+        end_pos[self.ends] = torch.arange(n_ends)
+        w_pred = [lin.weight for lin in model.predictor.lins]
+        b_pred = [lin.bias for lin in model.predictor.lins]
+        dist = self.dist
+        sources_at_bfs, exited_at_rebuild = n_ends, 0
+        t_start = time.perf_counter()
+
+        def resolve(now: torch.Tensor) -> None:
+            idx = self._rows(now)
+            st.pairs_resolved.append(int(idx.numel()))
+            if idx.numel():
+                t0 = time.perf_counter()
+                s = self.slots[idx]
+                logits[idx] = ops.score_pairs(zsel, s[:, 0], s[:, 1], w_pred, b_pred)
+                st.time_decoder += time.perf_counter() - t0
+                st.flops_decoder += idx.numel() * model.predictor.flops_per_pair()
+                unresolved[idx] = False
+
+        h = self._input()
+        for l in range(L):
+            bound = L - l - 1
+            step = None
+            decided = 0
+            if self.exits and l >= model.first_exit:
+                if c.exit == "subgraph":
+                    soft = (dist <= L - l) & (ready == 0)
+                    if self.freeze:
+                        soft &= ~exited
+                    rows = self._rows(soft)
+                    flag, _ = self._decide(model.head(l), h[rows], l, 0, rows)
+                    ready[rows[flag]] = 1.0
+                    decided += rows.numel()
+                cand = dist <= bound
+                if self.freeze:
+                    cand &= ~exited
+                rows = self._rows(cand)
+                if c.exit == "subgraph":
+                    nsum = ops.aggregate_rows(self.rowptr, self.col, torch.ones_like(self.weight),
+                                              ready[:, None].contiguous(), rows)[:, 0]
+                    d = self.deg[rows].to(torch.float32)
+                    r = torch.where(d > 0, nsum / d.clamp(min=1), torch.ones_like(nsum))
+                    flag, step_rows = self._decide(model.hard_head(l), torch.cat([h[rows], r[:, None]], 1),
+                                                   l, 1, rows)
+                    flag = flag & (ready[rows] > 0)
+                else:
+                    flag, step_rows = self._decide(model.head(l), h[rows], l, 0, rows)
+                decided += rows.numel()
+                if step_rows is not None:
+                    step = torch.zeros(n)
+                    step[rows] = step_rows
+                new = rows[flag & ~exited[rows]]
+                exited[new] = True
+                exit_layer[new] = l
+                pos = end_pos[new]
+                pos_ok = pos >= 0
+                zsel[pos[pos_ok]] = h[new[pos_ok]]
+                ex_end = exited[self.ends]
+                resolve(unresolved & ex_end[self.slots[:, 0]] & ex_end[self.slots[:, 1]])
+                if not bool(unresolved.any()):
+                    st.nodes_decided.append(decided)
+                    break
+                # Lazy re-scoping: only when the set of endpoints still needed shrank enough.
+                need = torch.zeros(n_ends, dtype=torch.bool)
+                need[self.slots[unresolved].flatten()] = True
+                need &= ~ex_end
+                n_src = int(need.sum())
+                if n_src <= 0.9 * sources_at_bfs or (self.freeze and int(exited.sum()) > 1.1 * exited_at_rebuild + 0.05 * n):
+                    dist = hop_distance(self.rowptr, self.col, self.ends[need], bound,
+                                        ~exited if self.freeze else None)
+                    sources_at_bfs = n_src
+                if self.freeze and int(exited.sum()) > exited_at_rebuild + 0.25 * (n - exited_at_rebuild):
+                    self._rebuild_cache(h, exited, (dist <= bound) & ~exited)
+                    exited_at_rebuild = int(exited.sum())
+            st.nodes_decided.append(decided)
+            upd_mask = dist <= bound
+            if self.freeze:
+                upd_mask &= ~exited
+            upd = self._rows(upd_mask)
+            if c.backbone == "gcn" and l == 0:
+                agg = ops.aggregate_rows(self.rowptr, self.col, self.weight, h, upd, self.self_weight)
+                new_h = model.transform(0, agg + model.convs[0].bias, h, None)
+                n_edges = int((self.rowptr[upd + 1] - self.rowptr[upd]).sum())
+            else:
+                agg = ops.aggregate_rows(self.agg_rowptr, self.agg_col, self.agg_weight, h, upd,
+                                         self.self_weight, self.cache)
+                new_h = model.transform(l, agg, h[upd], None if step is None else step[upd])
+                n_edges = int((self.agg_rowptr[upd + 1] - self.agg_rowptr[upd]).sum())
+                st.flops_gnn += upd.numel() * k * m * m
+            n_edges += upd.numel() if self.self_weight is not None else 0
+            st.flops_gnn += n_edges * m
+            st.nodes_updated.append(int(upd.numel()))
+            st.edges_aggregated.append(n_edges)
+            h.index_copy_(0, upd, new_h)
+        rest = self.ends[~exited[self.ends]]
+        zsel[end_pos[rest]] = h[rest]
+        st.time_gnn = time.perf_counter() - t_start - st.time_decoder
+        resolve(unresolved.clone())
+        end_layers = exit_layer[self.ends][self.slots]
+        return logits, end_layers
+
+
+def _sparse_features(g: Graph):
+    """CSR of the features when they are sparse enough for a sparse X W (cached on the graph)."""
+    if "x_csr" not in g._cache:
+        x = g.x
+        nnz = int(torch.count_nonzero(x)) if x is not None else 0
+        if x is None or nnz > SPARSE_FEATURE_DENSITY * x.numel():
+            g._cache["x_csr"] = None
+        else:
+            csr = x.to_sparse_csr()
+            g._cache["x_csr"] = (csr.crow_indices().to(torch.int64), csr.col_indices().to(torch.int64),
+                                 csr.values().contiguous())
+    return g._cache["x_csr"]
+
+
+# ---------------------------------------------------------------------------- public API
+def _resolve_inputs(graph, model):
+    from .checkpoint import Predictor
+    if isinstance(graph, Predictor):
+        model = model or graph.model
+        if graph.graph is None:
+            raise ValueError(f"checkpoint {graph.path} was saved without its graph; pass graph= and model=")
+        graph = graph.graph
+    if model is None:
+        raise ValueError("predict needs a model: pass model=..., or a predictor from linkexit_fast.load()")
+    if not isinstance(graph, Graph):
+        graph = Graph.from_any(graph)
+    if not isinstance(model, EarlyExitLinkPredictor):
+        raise TypeError(f"model must be an EarlyExitLinkPredictor, got {type(model).__name__}")
+    model.input_features(graph.x)  # raises a ValueError on a feature-size mismatch
+    if model.embedding is not None and model.config.num_nodes != graph.num_nodes:
+        raise ValueError(f"the model embeds {model.config.num_nodes} nodes, the graph has {graph.num_nodes}")
+    return graph, model
+
+
+@torch.no_grad()
+def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLinkPredictor] = None,
+            backend: str = "auto", batch_size: Optional[int] = None, return_stats: bool = False):
+    """Link probabilities ``[P]`` (float32) for ``pairs`` (``[P, 2]`` tensor, array or list).
+
+    Args:
+        graph: a :class:`Graph` (with ``model=``), or the predictor returned by ``linkexit_fast.load``.
+        pairs: node pairs; ids must lie in ``[0, num_nodes)``.
+        threshold: a node exits at the first layer where its EXIT probability is >= threshold,
+            in ``(0, 1]``. Ignored by fixed-depth models.
+        backend: ``"auto"``, ``"reference"`` (dense masked forward), ``"torch"``, ``"cpu"``, ``"triton"``.
+        batch_size: run the engine on chunks of this many pairs (bounded memory for huge pair sets).
+        return_stats: also return an :class:`EngineStats` (adds a reference pass for ``flops_paper``).
+    """
+    graph, model = _resolve_inputs(graph, model)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
+    pairs = check_pairs(pairs, graph.num_nodes)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    stats = EngineStats(backend=backend, threshold=float(threshold))
+    try:
+        if pairs.shape[0] == 0:
+            scores, layers = torch.empty(0), torch.empty(0, 2, dtype=torch.int64)
+        elif backend == "reference":
+            scores, layers = _reference(model, graph, pairs, threshold, stats)
+        else:
+            ops = get_backend(backend, pairs.device)
+            stats.backend = ops.__name__.rsplit(".", 1)[-1]
+            step = batch_size or pairs.shape[0]
+            parts = [_Run(model, graph, pairs[s:s + step], float(threshold), ops, stats).run()
+                     for s in range(0, pairs.shape[0], step)]
+            scores = torch.cat([p[0] for p in parts]).sigmoid()
+            layers = torch.cat([p[1] for p in parts])
+        if not return_stats:
+            return scores
+        stats.exit_layer = layers
+        gnn, dec = dense_flops(model, graph, pairs.shape[0])
+        stats.flops_dense_gnn, stats.flops_dense_decoder = gnn, dec
+        if stats.flops_paper is None:
+            res = model(graph, mode=model.eval_mode, threshold=threshold)
+            stats.flops_paper = paper_flops(model, res.active_nodes, res.active_edges)
+        return scores, stats
+    finally:
+        model.train(was_training)
+
+
+REFERENCE_CHUNK = 65536  # pairs per naive scoring step: bounds the [chunk, m] intermediates
+
+
+def _reference(model, graph, pairs, threshold, stats):
+    """The dense masked forward (what the paper's code computes), then naive gather-then-MLP."""
+    t0 = time.perf_counter()
+    res = model(graph, mode=model.eval_mode, threshold=threshold)
+    stats.time_gnn = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    logits = torch.cat([model.score(res.z, pairs[s:s + REFERENCE_CHUNK])
+                        for s in range(0, pairs.shape[0], REFERENCE_CHUNK)])
+    stats.time_decoder = time.perf_counter() - t0
+    stats.flops_gnn, stats.flops_decoder = dense_flops(model, graph, pairs.shape[0])
+    stats.flops_paper = paper_flops(model, res.active_nodes, res.active_edges)
+    stats.nodes_updated = list(res.active_nodes)
+    return logits.sigmoid(), res.exit_layer[pairs]

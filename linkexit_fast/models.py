@@ -1,0 +1,350 @@
+r"""Early-exit link predictors: GCN, ResGCN and SAS-GNN backbones with node or subgraph exits.
+
+Method: "Early-Exit Graph Neural Networks for Link Prediction" (Knyazhitskiy and Di Francesco,
+2026), on top of "Early-Exit Graph Neural Networks" (Di Francesco et al., 2025,
+https://arxiv.org/abs/2505.18088). The forward here is the plain *reference*: it computes every
+node at every layer in dense torch. Training uses it with Gumbel-Softmax samples; the engine
+(:mod:`linkexit_fast.engine`) must reproduce its deterministic mode exactly.
+
+Exit layers: a node's state :math:`h^l` is judged at layers ``first_exit .. L-1`` (``first_exit``
+is 1 for ``gcn``, whose :math:`h^0` is the raw input, else 0); a node that never exits ends at L.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .graph import Graph
+
+__all__ = ["ModelConfig", "EarlyExitLinkPredictor", "NormAdj", "ForwardResult", "BACKBONES",
+           "EXIT_MODES", "SEMANTICS"]
+
+BACKBONES = ("gcn", "resgcn", "sas")
+EXIT_MODES = ("none", "node", "subgraph")
+SEMANTICS = ("freeze", "readout")
+CONTINUE, EXIT = 0, 1
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; stored as JSON in checkpoints."""
+
+    in_channels: int  # 0: no features, a learnable embedding per node is the input
+    num_nodes: int
+    hidden: int = 256
+    layers: int = 8
+    backbone: str = "gcn"
+    exit: str = "node"
+    semantics: str = "freeze"
+    dropout: float = 0.5
+    predictor_layers: int = 2
+    exit_hidden: int = 32
+    tau0: float = 0.5  # temperature offset of f_nu (Eq. 7 clamps nu at 0.1 below)
+    sas_step: float = 1.0  # fixed step size of SAS without exits
+
+    def __post_init__(self):
+        for name, value, allowed in (("backbone", self.backbone, BACKBONES),
+                                     ("exit", self.exit, EXIT_MODES),
+                                     ("semantics", self.semantics, SEMANTICS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.layers < 1 or self.hidden < 1 or self.predictor_layers < 1:
+            raise ValueError(f"layers, hidden and predictor_layers must be >= 1, got "
+                             f"{self.layers}, {self.hidden}, {self.predictor_layers}")
+        if self.in_channels < 0 or self.num_nodes < 1:
+            raise ValueError(f"in_channels must be >= 0 and num_nodes >= 1, got {self.in_channels}, "
+                             f"{self.num_nodes}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class NormAdj:
+    r"""Symmetric normalised adjacency of a :class:`Graph` as a sparse CSR operator.
+
+    ``self_loops=True``: :math:`D^{-1/2}(A+I)D^{-1/2}` (GCN); ``False``: :math:`D^{-1/2}AD^{-1/2}`
+    (SAS-GNN). The self-loop term is kept apart as ``self_weight`` so the engine can reuse it.
+    """
+
+    def __init__(self, graph: Graph, self_loops: bool):
+        dinv = graph.dinv(self_loops)
+        self.graph = graph
+        self.weight = dinv[graph.row] * dinv[graph.col]
+        self.self_weight = dinv * dinv if self_loops else None
+        n = graph.num_nodes
+        self.csr = torch.sparse_csr_tensor(graph.rowptr, graph.col, self.weight, (n, n))
+
+    def __matmul__(self, h: torch.Tensor) -> torch.Tensor:
+        out = torch.sparse.mm(self.csr, h) if self.graph.col.numel() else torch.zeros_like(h)
+        if self.self_weight is not None:
+            out = out + self.self_weight[:, None] * h
+        return out
+
+    def neighbor_mean(self, v: torch.Tensor) -> torch.Tensor:
+        """Mean of ``v [N]`` over each node's neighbours; isolated nodes get 1 (vacuously ready)."""
+        g = self.graph
+        s = torch.zeros(g.num_nodes, dtype=v.dtype).index_add_(0, g.row, v[g.col])
+        deg = g.deg.to(v.dtype)
+        return torch.where(deg > 0, s / deg.clamp(min=1), torch.ones_like(s))
+
+
+def gumbel_noise(seed: int, layer: int, head: int, ids: torch.Tensor) -> torch.Tensor:
+    """Counter-based Gumbel noise ``[len(ids), 2]``: a pure function of (seed, layer, head, node id),
+    so any subset of nodes sees the same draws (splitmix64-style integer hash)."""
+    key = ids.to(torch.int64)[:, None] * 4 + head * 2 + torch.arange(2)[None, :]
+    x = key * 0x9E3779B1 + (seed * 1000003 + layer * 7919 + 12345)
+    for shift, mult in ((16, 0x45D9F3B), (16, 0x45D9F3B), (16, 1)):
+        x = (x ^ (x >> shift)) * mult
+        x = x & 0x7FFFFFFF
+    u = (x.to(torch.float64) + 0.5) / 2147483648.0
+    return (-torch.log(-torch.log(u))).to(torch.float32)
+
+
+class ExitHead(nn.Module):
+    """Confidence head f_c (2-layer MLP -> logits over {CONTINUE, EXIT}) and temperature head f_nu."""
+
+    def __init__(self, in_dim: int, hidden: int, tau0: float):
+        super().__init__()
+        self.lin1 = nn.Linear(in_dim, hidden)
+        self.lin2 = nn.Linear(hidden, 2)
+        self.nu = nn.Linear(in_dim, 1)
+        self.tau0 = tau0
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.lin2(torch.relu(self.lin1(h)))
+
+    def temperature(self, h: torch.Tensor) -> torch.Tensor:
+        # Eq. 7: the clamp keeps the Gumbel-Softmax from collapsing to a hard sample at nu -> 0.
+        return torch.clamp(F.softplus(self.nu(h)).squeeze(-1) + self.tau0, min=0.1)
+
+
+class LinkPredictor(nn.Module):
+    """HeaRT's MLP scorer: ``h_u * h_v`` then ``num_layers`` Linear layers (ReLU, dropout) to a logit."""
+
+    def __init__(self, hidden: int, num_layers: int, dropout: float):
+        super().__init__()
+        dims = [hidden] * num_layers + [1]
+        self.lins = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.dropout = dropout
+
+    def forward(self, zu: torch.Tensor, zv: torch.Tensor) -> torch.Tensor:
+        x = zu * zv
+        for lin in self.lins[:-1]:
+            x = F.dropout(torch.relu(lin(x)), self.dropout, self.training)
+        return self.lins[-1](x).squeeze(-1)
+
+    def flops_per_pair(self) -> int:
+        return sum(2 * lin.in_features * lin.out_features for lin in self.lins) + self.lins[0].in_features
+
+
+@dataclass
+class ForwardResult:
+    """Output embeddings and the exit record of one forward pass."""
+
+    z: torch.Tensor  # [N, m] output embedding of every node
+    exit_layer: torch.Tensor  # [N] int64
+    active_nodes: List[int] = field(default_factory=list)  # per layer: nodes not yet exited
+    active_edges: List[int] = field(default_factory=list)  # per layer: their in-edges (+ self-loops)
+    exit_prob: Optional[torch.Tensor] = None  # [L, N] EXIT probability per judged layer (nan elsewhere)
+
+
+class EarlyExitLinkPredictor(nn.Module):
+    r"""GNN encoder with learned per-node exits, plus the HeaRT MLP predictor.
+
+    Backbones (:math:`\hat A` the normalised adjacency, m hidden units):
+
+    * ``gcn``: :math:`H^{l+1} = \mathrm{GELU}(\hat A H^l W_l + b_l)`, none after the last layer,
+      dropout between layers, no input projection (:math:`W_0: F \to m`).
+    * ``resgcn``: input projection, then :math:`H^{l+1} = H^l + \mathrm{GELU}(\hat A H^l W_l + b_l)`.
+    * ``sas``: weight-shared, :math:`H^{l+1} = H^l + \tau\,\sigma_1(-\sigma_2(H^l\Omega_{as}) + \hat A H^l W_s)`,
+      :math:`\Omega_{as} = \Omega - \Omega^T`, symmetric :math:`W_s`, :math:`\sigma_1 = \mathrm{ReLU}\circ\tanh`,
+      :math:`\sigma_2 = \mathrm{ReLU}`, :math:`\hat A` without self-loops.
+
+    Exit modes ``none`` / ``node`` (§2.1) / ``subgraph`` (§2.2) and semantics ``freeze`` (an exited
+    state stays constant and keeps serving as a message) or ``readout`` (all nodes keep updating;
+    the exit picks which layer's state is output), as described in the module docstring.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = self.config = config
+        m = c.hidden
+        self.embedding = nn.Embedding(c.num_nodes, m) if c.in_channels == 0 else None
+        in_dim = c.in_channels or m
+        if c.backbone == "gcn":
+            self.input_proj = None
+            self.convs = nn.ModuleList(nn.Linear(in_dim if l == 0 else m, m) for l in range(c.layers))
+        else:
+            self.input_proj = nn.Linear(in_dim, m)
+        if c.backbone == "resgcn":
+            self.convs = nn.ModuleList(nn.Linear(m, m) for _ in range(c.layers))
+        if c.backbone == "sas":
+            self.omega = nn.Parameter(torch.empty(m, m))
+            self.ws_offdiag = nn.Parameter(torch.empty(m, m))
+            self.ws_diag = nn.Parameter(torch.empty(m))
+            nn.init.normal_(self.omega, std=1 / math.sqrt(m))
+            nn.init.normal_(self.ws_offdiag, std=1 / math.sqrt(m))
+            nn.init.normal_(self.ws_diag, std=1 / math.sqrt(m))
+        self.first_exit = 1 if c.backbone == "gcn" else 0
+        n_heads = 0 if c.exit == "none" else (1 if c.backbone == "sas" else c.layers - self.first_exit)
+        self.heads = nn.ModuleList(ExitHead(m, c.exit_hidden, c.tau0) for _ in range(n_heads))
+        self.hard_heads = nn.ModuleList(ExitHead(m + 1, c.exit_hidden, c.tau0) for _ in range(
+            n_heads if c.exit == "subgraph" else 0))
+        self.predictor = LinkPredictor(m, c.predictor_layers, c.dropout)
+        # Inference: "threshold" (deterministic, default) or "sample" (seeded Gumbel, as the paper's code).
+        self.eval_mode = "threshold"
+        self.sample_seed = 0
+
+    # ------------------------------------------------------------------ parameters used by the engine
+    def head(self, l: int) -> ExitHead:
+        return self.heads[0 if len(self.heads) == 1 else l - self.first_exit]
+
+    def hard_head(self, l: int) -> ExitHead:
+        return self.hard_heads[0 if len(self.hard_heads) == 1 else l - self.first_exit]
+
+    def omega_as(self) -> torch.Tensor:
+        return self.omega - self.omega.T
+
+    def w_sym(self) -> torch.Tensor:
+        upper = torch.triu(self.ws_offdiag, diagonal=1)
+        return upper + upper.T + torch.diag(self.ws_diag)
+
+    @property
+    def self_loops(self) -> bool:
+        return self.config.backbone != "sas"
+
+    def input_features(self, x: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.embedding is not None:
+            return self.embedding.weight
+        if x is None:
+            raise ValueError("this model needs node features but the graph has none")
+        if x.shape[1] != self.config.in_channels:
+            raise ValueError(f"the model expects {self.config.in_channels} input features, the graph "
+                             f"has {x.shape[1]}")
+        return x
+
+    def encode_input(self, x: Optional[torch.Tensor]) -> torch.Tensor:
+        """H^0 = f_enc(X): the raw input for ``gcn``, the input projection otherwise."""
+        h = self.input_features(x)
+        return h if self.input_proj is None else self.input_proj(h)
+
+    def transform(self, l: int, agg: torch.Tensor, h: torch.Tensor, step: Optional[torch.Tensor]
+                  ) -> torch.Tensor:
+        """The layer update from the aggregate ``agg = Â h`` (for gcn layer 0: ``Â (X W_0)``, see
+        :meth:`update`). Shared by the reference forward and the engine."""
+        c = self.config
+        last = l == c.layers - 1
+        if c.backbone == "gcn":
+            out = agg if l == 0 else F.linear(agg, self.convs[l].weight, self.convs[l].bias)
+            return out if last else F.gelu(out)
+        if c.backbone == "resgcn":
+            out = F.linear(agg, self.convs[l].weight, self.convs[l].bias)
+            return h + (out if last else F.gelu(out))
+        msg = torch.relu(torch.tanh(-torch.relu(h @ self.omega_as()) + agg @ self.w_sym()))
+        tau = c.sas_step if step is None else step[:, None]
+        return h + tau * msg
+
+    def update(self, l: int, adj: NormAdj, h: torch.Tensor, step: Optional[torch.Tensor]) -> torch.Tensor:
+        c = self.config
+        hin = F.dropout(h, c.dropout, self.training) if l > 0 else h
+        if c.backbone == "gcn" and l == 0:
+            # in -> m: transform first, the input is wide (F = 3,703 on CiteSeer).
+            return self.transform(0, adj @ F.linear(hin, self.convs[0].weight) + self.convs[0].bias, h, step)
+        return self.transform(l, adj @ hin, h, step)
+
+    # ------------------------------------------------------------------ exit decisions
+    @staticmethod
+    def _sample(logits, nu, mode, threshold, generator, noise_key=None):
+        """Returns (exit indicator [n], CONTINUE probability [n] used as SAS step, EXIT prob [n]).
+
+        ``noise_key`` = (seed, layer, head, node ids) makes ``sample`` mode draw counter-based
+        Gumbel noise per node, so the engine reproduces it on any subset of nodes.
+        """
+        p_exit = torch.sigmoid(logits[:, EXIT] - logits[:, CONTINUE])
+        if mode == "threshold":
+            step = torch.sigmoid((logits[:, CONTINUE] - logits[:, EXIT]) / nu)
+            return (p_exit >= threshold).to(logits.dtype), step, p_exit
+        if noise_key is not None:
+            gumbel = gumbel_noise(*noise_key)
+        else:
+            u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).clamp(1e-10, 1 - 1e-7)
+            gumbel = -torch.log(-torch.log(u))
+        soft = torch.softmax((logits + gumbel) / nu[:, None], dim=-1)
+        hard = F.one_hot(soft.argmax(-1), 2).to(soft.dtype)
+        st = hard - soft.detach() + soft  # straight-through: hard forward, soft gradient
+        return st[:, EXIT], soft[:, CONTINUE], p_exit
+
+    def forward(self, graph: Graph, adj: Optional[NormAdj] = None, mode: Optional[str] = None,
+                threshold: float = 0.5, generator: Optional[torch.Generator] = None) -> ForwardResult:
+        """Reference forward over every node.
+
+        ``mode``: ``"gumbel"`` (straight-through Gumbel-Softmax samples; the default in training),
+        ``"threshold"`` (deterministic: exit when softmax(logits)[EXIT] >= threshold; the default in
+        eval) or ``"sample"`` (Gumbel samples without training, seeded by ``generator``).
+        """
+        c = self.config
+        mode = mode or ("gumbel" if self.training else self.eval_mode)
+        adj = adj or NormAdj(graph, self.self_loops)
+        n, L = graph.num_nodes, c.layers
+        h = self.encode_input(graph.x)
+        deg1 = graph.deg.to(torch.float32) + (1.0 if self.self_loops else 0.0)
+        alive = torch.ones(n)
+        ready = torch.zeros(n)
+        exit_layer = torch.full((n,), L, dtype=torch.int64)
+        z = torch.zeros(n, c.hidden) if c.semantics == "readout" and c.exit != "none" else None
+        res = ForwardResult(z=h, exit_layer=exit_layer)
+        exit_prob = torch.full((L, n), float("nan"))
+        for l in range(L):
+            hard_alive = alive.detach() > 0.5
+            res.active_nodes.append(int(hard_alive.sum()))
+            res.active_edges.append(int(deg1[hard_alive].sum()))
+            step = None
+            if c.exit != "none" and l >= self.first_exit:
+                head = self.head(l)
+                nu = head.temperature(h)
+                ids = torch.arange(n)
+                key = (self.sample_seed, l, 0, ids) if mode == "sample" else None
+                e, step, p = self._sample(head.logits(h), nu, mode, threshold, generator, key)
+                if c.exit == "subgraph":
+                    ready = ready + (1 - ready) * e
+                    r = adj.neighbor_mean(ready)
+                    hh = self.hard_head(l)
+                    hin = torch.cat([h, r[:, None]], 1)
+                    key = (self.sample_seed, l, 1, ids) if mode == "sample" else None
+                    e_hard, step, p_hard = self._sample(hh.logits(hin), hh.temperature(hin), mode,
+                                                        threshold, generator, key)
+                    e = ready * e_hard
+                    p = torch.where(ready.detach() > 0.5, p_hard, torch.zeros_like(p_hard))
+                exit_prob[l] = p.detach()
+                exiting = alive * e
+                newly = (exiting.detach() > 0.5)
+                exit_layer[newly] = l
+                if z is not None:
+                    z = z + exiting[:, None] * h
+                alive = alive - exiting
+            new = self.update(l, adj, h, step)
+            if c.exit == "none" or c.semantics == "readout" or l < self.first_exit:
+                h = new
+            else:
+                h = h + alive[:, None] * (new - h)
+        if z is not None:
+            h = z + alive[:, None] * h
+        res.z, res.exit_prob = h, exit_prob
+        return res
+
+    def score(self, z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """Link logits for ``pairs [P, 2]`` from output embeddings ``z``."""
+        return self.predictor(z[pairs[:, 0]], z[pairs[:, 1]])
+
+    def flops_per_node(self) -> int:
+        """Dense FLOPs of one node update (the m^2 term of Eq. 6, times 2 for multiply-add)."""
+        m = self.config.hidden
+        return 2 * m * m * (2 if self.config.backbone == "sas" else 1)
