@@ -1,7 +1,16 @@
 """linkexit_fast: early-exit GNNs for link prediction, with an engine that computes only what
-unresolved candidate pairs still need."""
+unresolved candidate pairs still need.
+
+>>> import linkexit_fast
+>>> pred = linkexit_fast.load("runs/citeseer")            # a checkpoint saved with its graph
+>>> scores = linkexit_fast.predict(pred, [[0, 1], [2, 3]], threshold=0.9)
+"""
 from .graph import Graph
 from .datasets import LinkSplit
+from .models import EarlyExitLinkPredictor, ModelConfig
+from .checkpoint import load, save
+from .engine import predict
 
 __version__ = "0.1.0"
-__all__ = ["Graph", "LinkSplit", "__version__"]
+__all__ = ["Graph", "LinkSplit", "EarlyExitLinkPredictor", "ModelConfig", "load", "save", "predict",
+           "__version__"]

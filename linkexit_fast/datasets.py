@@ -192,10 +192,11 @@ def load_heart(name: str, root=None) -> LinkSplit:
 # ---------------------------------------------------------------------- OGB
 def _safe_torch_load(path: Path):
     """OGB's ``.pt`` splits pickle numpy arrays: allow-list exactly numpy's reconstruction globals."""
-    import numpy.core.multiarray  # noqa: F401  (registers the legacy module path)
-    allowed = [np.ndarray, np.dtype, type(np.dtype(np.int64))]
-    recon = getattr(getattr(np, "_core", np.core), "multiarray")._reconstruct
-    allowed.append(recon)
+    recon = np.core.multiarray._reconstruct
+    # The files name numpy's legacy module path; numpy 2 moved it, so register both names.
+    allowed = [np.ndarray, np.dtype, recon, (recon, "numpy.core.multiarray._reconstruct"),
+               (recon, "numpy._core.multiarray._reconstruct")]
+    allowed += [type(np.dtype(t)) for t in (np.int64, np.int32, np.float32, np.float64)]
     try:
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, weights_only=True)

@@ -340,6 +340,11 @@ class EarlyExitLinkPredictor(nn.Module):
         res.z, res.exit_prob = h, exit_prob
         return res
 
+    def save(self, path, graph: Optional[Graph] = None, **kwargs):
+        """Write a safetensors checkpoint (see :func:`linkexit_fast.checkpoint.save`)."""
+        from .checkpoint import save
+        return save(self, path, graph=graph, **kwargs)
+
     def score(self, z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """Link logits for ``pairs [P, 2]`` from output embeddings ``z``."""
         return self.predictor(z[pairs[:, 0]], z[pairs[:, 1]])

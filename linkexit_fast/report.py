@@ -1,0 +1,134 @@
+"""Evaluation reports: metrics, exit-layer distribution, pair resolution, compute per layer (Eq. 6),
+AUROC per resolution layer; JSON plus matplotlib figures."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .checkpoint import Predictor
+from .datasets import LinkSplit
+from .engine import paper_flops, predict
+from .evaluate import flatten_eval_pairs, split_scores
+from .metrics import evaluate_scores
+
+
+def _auroc(pos: np.ndarray, neg: np.ndarray) -> Optional[float]:
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    from .metrics import existing_metrics
+    return float(existing_metrics(torch.from_numpy(pos), torch.from_numpy(neg))["auc"])
+
+
+def eval_report(pred: Predictor, split: LinkSplit, threshold: float = 0.5, backend: str = "auto",
+                which=("valid", "test")) -> dict:
+    """Everything the ``eval`` command writes, as a JSON-able dict."""
+    model, graph = pred.model, split.graph
+    c = model.config
+    out: Dict[str, object] = {"config": c.to_dict(), "threshold": threshold, "dataset": split.name}
+    with torch.no_grad():
+        fwd = model(graph, mode=model.eval_mode, threshold=threshold)
+    L = c.layers
+    counts = torch.bincount(fwd.exit_layer, minlength=L + 1).float()
+    out["exit_distribution"] = (counts / counts.sum()).tolist()
+    out["mean_exit_layer"] = float(fwd.exit_layer.float().mean())
+    m = c.hidden
+    k = 2 if c.backbone == "sas" else 1
+    out["compute_per_layer_paper"] = [nv * k * m * m + ne * m for nv, ne in zip(fwd.active_nodes, fwd.active_edges)]
+    e_full = graph.col.numel() + (graph.num_nodes if model.self_loops else 0)
+    out["compute_per_layer_fixed_depth"] = [graph.num_nodes * k * m * m + e_full * m] * L
+    out["flops_paper"] = paper_flops(model, fwd.active_nodes, fwd.active_edges)
+    for part in which:
+        pos, neg = getattr(split, f"{part}_pos"), getattr(split, f"{part}_neg")
+        if neg is None or len(pos) == 0:
+            continue
+        pairs = flatten_eval_pairs(pos, neg)
+        scores, st = predict(graph, pairs, threshold=threshold, model=model, backend=backend,
+                             return_stats=True)
+        metrics = evaluate_scores(*split_scores(scores, pos, neg))
+        layer = st.exit_layer.max(1).values  # a pair resolves when its later endpoint exits
+        res_frac = torch.bincount(layer, minlength=L + 1).float() / len(layer)
+        labels = torch.zeros(len(pairs), dtype=torch.bool)
+        labels[:len(pos)] = True
+        auroc = {}
+        for l in range(L + 1):
+            sel = layer == l
+            auroc[l] = _auroc(scores[sel & labels].numpy(), scores[sel & ~labels].numpy())
+        out[part] = {"metrics": metrics, "pairs": len(pairs),
+                     "resolved_fraction_per_layer": res_frac.tolist(),
+                     "auroc_per_resolution_layer": auroc,
+                     "engine": {k_: v for k_, v in st.as_dict().items()
+                                if isinstance(v, (int, float, str, list))}}
+    return out
+
+
+def plot_report(report: dict, out_dir: Path) -> List[Path]:
+    """Write the report's figures as PNG files; returns their paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out_dir.mkdir(parents=True, exist_ok=True)
+    L = report["config"]["layers"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    ax.bar(range(L + 1), report["exit_distribution"], color="tab:blue")
+    ax.set(xlabel="exit layer", ylabel="fraction of nodes", title=f"Exit layers (threshold {report['threshold']})")
+    ax = axes[1]
+    for part, color in (("valid", "tab:green"), ("test", "tab:red")):
+        if part in report:
+            ax.plot(range(L + 1), np.cumsum(report[part]["resolved_fraction_per_layer"]), "o-",
+                    color=color, label=part)
+    ax.set(xlabel="layer", ylabel="pairs resolved (cumulative)", title="Pair resolution", ylim=(0, 1.05))
+    ax.legend()
+    ax = axes[2]
+    ax.plot(range(L), np.cumsum(report["compute_per_layer_fixed_depth"]), "k--", label="fixed depth")
+    ax.plot(range(L), np.cumsum(report["compute_per_layer_paper"]), "o-", label="early exit (Eq. 6)")
+    for part in ("valid", "test"):
+        if part in report:
+            eng = report[part]["engine"]
+            m = report["config"]["hidden"]
+            k = 2 if report["config"]["backbone"] == "sas" else 1
+            per = [nv * k * m * m + ne * m for nv, ne in zip(eng["nodes_updated"], eng["edges_aggregated"])]
+            ax.plot(range(len(per)), np.cumsum(per), "s-", label=f"engine ({part} pairs)")
+    ax.set(xlabel="layer", ylabel="cumulative MACs", title="Compute per layer", yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "report.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def write_report(report: dict, out_dir: Path) -> List[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float))
+    return [out_dir / "report.json", *plot_report(report, out_dir)]
+
+
+def compare(reports: Dict[str, dict], out_dir: Path) -> List[Path]:
+    """Several checkpoints side by side: a markdown table and one figure (test MRR vs Eq. 6 compute)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = ["| model | backbone | exit | semantics | L | test MRR | Hits@10 | mean exit layer | Eq. 6 MACs |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in reports.items():
+        c = r["config"]
+        t = r.get("test", r.get("valid", {})).get("metrics", {})
+        mrr = t.get("mrr", float("nan"))
+        rows.append(f"| {name} | {c['backbone']} | {c['exit']} | {c['semantics']} | {c['layers']} | "
+                    f"{100 * mrr:.2f} | {100 * t.get('hits@10', float('nan')):.2f} | "
+                    f"{r['mean_exit_layer']:.2f} | {r['flops_paper']:.3g} |")
+        ax.scatter(r["flops_paper"], 100 * mrr, label=name)
+    ax.set(xlabel="Eq. 6 MACs (GNN)", ylabel="test MRR (%)", xscale="log", title="Checkpoints compared")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "compare.png", dpi=110)
+    plt.close(fig)
+    (out_dir / "compare.md").write_text("\n".join(rows) + "\n")
+    return [out_dir / "compare.md", out_dir / "compare.png"]

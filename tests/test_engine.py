@@ -1,0 +1,152 @@
+"""The engine's contract: scores and exit layers equal the dense reference forward."""
+import itertools
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
+
+import linkexit_fast as lf
+from conftest import require_data
+from linkexit_fast.backends import available_backends
+from linkexit_fast.evaluate import reference_scores
+from linkexit_fast.models import BACKBONES, EXIT_MODES, SEMANTICS, EarlyExitLinkPredictor, ModelConfig
+
+NEAR_TIE = 1e-6
+near_ties = {"count": 0}
+ENGINE_BACKENDS = [b for b in ("torch", "cpu") if b in available_backends()]
+
+
+def random_graph(n, e, hubs, seed, feats=6):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, n, (e,), generator=g)
+    dst = torch.randint(0, n, (e,), generator=g)
+    if hubs:  # a few nodes connected to a large share of the graph
+        hub = torch.randint(0, n, (hubs,), generator=g)
+        src = torch.cat([src, hub.repeat_interleave(n // 2)])
+        dst = torch.cat([dst, torch.randint(0, n, (hubs * (n // 2),), generator=g)])
+    # keep some nodes isolated: drop edges touching the last 10 % of ids
+    keep = (src < int(0.9 * n)) & (dst < int(0.9 * n))
+    x = torch.randn(n, feats, generator=g)
+    return lf.Graph.from_edge_index(torch.stack([src[keep], dst[keep]]), num_nodes=n, x=x)
+
+
+def check_contract(model, graph, pairs, threshold, backend):
+    ref, res = reference_scores(model, graph, pairs, threshold=threshold)
+    probs = res.exit_prob[model.first_exit:]
+    if bool(((probs - threshold).abs() < NEAR_TIE).any()):
+        near_ties["count"] += 1  # a summation-order difference may legitimately flip this exit
+        return False
+    out, stats = lf.predict(graph, pairs, threshold=threshold, model=model, backend=backend,
+                            return_stats=True)
+    assert out.dtype == torch.float32 and out.shape == (len(pairs),)
+    assert torch.allclose(out, ref.sigmoid(), atol=1e-5, rtol=0), (out - ref.sigmoid()).abs().max()
+    assert torch.equal(stats.exit_layer, res.exit_layer[pairs])
+    return True
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(2, 60), e=st.integers(0, 150), hubs=st.integers(0, 2), seed=st.integers(0, 10**6),
+       combo=st.sampled_from(list(itertools.product(BACKBONES, EXIT_MODES, SEMANTICS))),
+       layers=st.integers(1, 4), threshold=st.floats(0.05, 1.0), npairs=st.integers(1, 80),
+       backend=st.sampled_from(ENGINE_BACKENDS))
+def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, layers, threshold, npairs, backend):
+    backbone, exit, semantics = combo
+    graph = random_graph(n, e, hubs, seed)
+    torch.manual_seed(seed)
+    model = EarlyExitLinkPredictor(ModelConfig(6, n, hidden=8, layers=layers, backbone=backbone, exit=exit,
+                                               semantics=semantics, predictor_layers=2)).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    pairs = torch.randint(0, n, (npairs, 2), generator=g)
+    pairs[0, 1] = pairs[0, 0]  # u = v
+    if npairs > 2:
+        pairs[-1] = pairs[1]  # a duplicate pair
+    assume(check_contract(model, graph, pairs, threshold, backend))
+
+
+@pytest.mark.parametrize("backend", ENGINE_BACKENDS)
+@pytest.mark.parametrize("backbone, exit, semantics", list(itertools.product(BACKBONES, ["node", "subgraph"], SEMANTICS)))
+def test_engine_all_nodes_and_one_pair(backbone, exit, semantics, backend):
+    graph = random_graph(120, 300, 1, 7)
+    torch.manual_seed(3)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 120, hidden=16, layers=5, backbone=backbone, exit=exit,
+                                               semantics=semantics)).eval()
+    probe = model(graph, mode="threshold", threshold=1.0)
+    # just above the median of each node's highest EXIT probability: about half exit, and no exact tie
+    thr = min(1.0, float(probe.exit_prob[model.first_exit:].nan_to_num(0).max(0).values.median()) + 1e-3)
+    all_pairs = torch.stack([torch.arange(120), torch.arange(120).roll(1)], 1)
+    for pairs in (all_pairs, all_pairs[:1]):
+        check_contract(model, graph, pairs, thr, backend)
+
+
+def test_near_ties_are_rare():
+    assert near_ties["count"] <= 3, f"{near_ties['count']} near-ties excluded"
+
+
+def test_engine_skips_work():
+    graph = random_graph(3000, 9000, 0, 1)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 3000, hidden=16, layers=3, exit="none")).eval()
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    _, stats = lf.predict(graph, pairs, model=model, backend="torch", return_stats=True)
+    assert stats.scope_nodes < 750  # a small query costs its receptive field, not the graph
+    assert stats.nodes_updated[-1] <= 4 and stats.flops < stats.flops_dense / 10
+
+
+def test_sample_mode_matches_reference():
+    graph = random_graph(80, 200, 1, 2)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 80, hidden=8, layers=4, exit="subgraph")).eval()
+    model.eval_mode, model.sample_seed = "sample", 11
+    pairs = torch.randint(0, 80, (40, 2))
+    ref, res = reference_scores(model, graph, pairs, mode="sample")
+    out, stats = lf.predict(graph, pairs, model=model, backend="torch", return_stats=True)
+    assert torch.allclose(out, ref.sigmoid(), atol=1e-5)
+    assert torch.equal(stats.exit_layer, res.exit_layer[pairs])
+
+
+@pytest.mark.parametrize("backend", ENGINE_BACKENDS)
+def test_engine_on_citeseer(backend):
+    split = lf.datasets.load_heart("citeseer", require_data())
+    torch.manual_seed(0)
+    model = EarlyExitLinkPredictor(ModelConfig(3703, 3327, hidden=32, layers=4, exit="node")).eval()
+    probe = model(split.graph, mode="threshold", threshold=1.0)
+    thr = float(probe.exit_prob[1:].max(0).values.median()) + 1e-3
+    pairs = torch.cat([split.valid_pos, split.valid_neg[:20].reshape(-1, 2)])
+    assert check_contract(model, split.graph, pairs, thr, backend)
+    assert check_contract(model, split.graph, pairs[:3], thr, backend)
+
+
+@pytest.mark.parametrize("bad, exc, msg", [
+    ([[0, 50]], ValueError, "node id 50, out of range"),
+    ([[0, -2]], ValueError, "negative node id -2"),
+    ([[0.5, 1]], TypeError, "integer node ids"),
+    ([0, 1, 2], ValueError, r"shape \[\*, 2\]"),
+])
+def test_bad_pairs(bad, exc, msg):
+    graph = random_graph(20, 40, 0, 0)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 20, hidden=8, layers=2))
+    with pytest.raises(exc, match=msg):
+        lf.predict(graph, bad, model=model)
+
+
+def test_bad_threshold_model_and_empty():
+    graph = random_graph(20, 40, 0, 0)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 20, hidden=8, layers=2))
+    for t in (0, 1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="threshold must be a number in"):
+            lf.predict(graph, [[0, 1]], threshold=t, model=model)
+    wrong = EarlyExitLinkPredictor(ModelConfig(5, 20, hidden=8, layers=2))
+    with pytest.raises(ValueError, match="expects 5 input features, the graph has 6"):
+        lf.predict(graph, [[0, 1]], model=wrong)
+    with pytest.raises(ValueError, match="needs a model"):
+        lf.predict(graph, [[0, 1]])
+    assert lf.predict(graph, [], model=model).shape == (0,)
+    with pytest.raises(ValueError, match="unknown backend"):
+        lf.predict(graph, [[0, 1]], model=model, backend="fortran")
+
+
+def test_batch_size_gives_same_scores():
+    graph = random_graph(50, 120, 1, 4)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 50, hidden=8, layers=3)).eval()
+    pairs = torch.randint(0, 50, (97, 2))
+    a = lf.predict(graph, pairs, model=model, backend="torch")
+    b = lf.predict(graph, pairs, model=model, backend="torch", batch_size=10)
+    assert torch.allclose(a, b, atol=1e-6)

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given, settings, strategies as st
+
+from linkexit_fast import Graph
+
+
+def _edges(n, e, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, n, (2, e), generator=g)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 30), e=st.integers(0, 80), seed=st.integers(0, 10_000))
+def test_from_edge_index_is_symmetric_sorted_dedup(n, e, seed):
+    ei = _edges(n, e, seed)
+    g = Graph.from_edge_index(ei, num_nodes=n)
+    dense = torch.zeros(n, n, dtype=torch.bool)
+    dense[ei[0], ei[1]] = True
+    dense |= dense.T.clone()
+    dense.fill_diagonal_(False)
+    assert g.num_edges == int(dense.sum()) // 2
+    rebuilt = torch.zeros(n, n, dtype=torch.bool)
+    rebuilt[g.row, g.col] = True
+    assert torch.equal(rebuilt, dense)
+    keys = g.row * n + g.col
+    assert torch.all(keys[1:] > keys[:-1])  # sorted, no duplicates
+    assert g.num_self_loops_removed == int((ei[0] == ei[1]).sum())
+
+
+def test_normalisations():
+    g = Graph.from_edge_index(torch.tensor([[0, 1, 1], [1, 2, 2]]), num_nodes=4)
+    assert g.deg.tolist() == [1, 2, 1, 0]
+    assert torch.allclose(g.dinv(True), torch.tensor([2, 3, 2, 1.0]).pow(-0.5))
+    assert torch.allclose(g.dinv(False), torch.tensor([1, 2 ** -0.5, 1, 0.0]))
+
+
+def test_all_formats_give_the_same_graph(tmp_path):
+    ei = _edges(20, 60, 1)
+    ref = Graph.from_edge_index(ei, num_nodes=20)
+    n = 20
+    mat = sp.coo_matrix((np.ones(ei.shape[1]), (ei[0].numpy(), ei[1].numpy())), shape=(n, n)).tocsr()
+    coo = torch.sparse_coo_tensor(ei, torch.ones(ei.shape[1]), (n, n))
+
+    class FakeData:  # duck-typed PyG Data
+        edge_index, num_nodes, x = ei, n, None
+
+    class FakeSparseTensor:  # duck-typed torch_sparse.SparseTensor
+        def coo(self):
+            return ei[0], ei[1], None
+
+        def sparse_sizes(self):
+            return (n, n)
+
+    path = tmp_path / "edges.csv"
+    path.write_text("source,target\n" + "\n".join(f"{u},{v}" for u, v in ei.T.tolist()))
+    variants = [Graph.from_any(mat), Graph.from_any(coo), Graph.from_any(coo.to_sparse_csr()),
+                Graph.from_any(FakeData()), Graph.from_any(FakeSparseTensor()),
+                Graph.from_any(ei.numpy(), num_nodes=n), Graph.from_any(path, num_nodes=n)]
+    for g in variants:
+        assert torch.equal(g.rowptr, ref.rowptr) and torch.equal(g.col, ref.col)
+
+
+def test_remove_edges():
+    g = Graph.from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 3]]), num_nodes=4)
+    h = g.remove_edges(torch.tensor([[2, 1]]))
+    assert h.num_edges == 2 and 2 not in h.neighbors(1).tolist()
+
+
+@pytest.mark.parametrize("bad, exc, msg", [
+    (torch.tensor([[0, 5], [1, 2]]), ValueError, "node id 5, out of range"),
+    (torch.tensor([[0, -1], [1, 2]]), ValueError, "negative node id -1"),
+    (torch.tensor([[0.5, 1.0], [1.0, 2.0]]), TypeError, "integer node ids"),
+    (torch.tensor([[0, 1, 2]]), ValueError, "shape [2, *]"),
+    ("not an array", TypeError, "must be a torch.Tensor"),
+])
+def test_bad_edge_index(bad, exc, msg):
+    with pytest.raises(exc, match=msg.replace("[", r"\[").replace("*", r"\*")):
+        Graph.from_edge_index(bad, num_nodes=4) if not isinstance(bad, str) else Graph.from_edge_index(bad)
+
+
+def test_bad_features_and_empty_graph():
+    ei = torch.tensor([[0], [1]])
+    with pytest.raises(ValueError, match="non-finite value"):
+        Graph.from_edge_index(ei, num_nodes=2, x=torch.tensor([[0.0], [float("nan")]]))
+    with pytest.raises(ValueError, match="3 feature rows but the graph has num_nodes=2"):
+        Graph.from_edge_index(ei, num_nodes=2, x=torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="empty graph"):
+        Graph.from_edge_index(torch.empty(2, 0, dtype=torch.int64))
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="edge-list file not found"):
+        Graph.from_edgelist_file(tmp_path / "missing.txt")
+    trunc = tmp_path / "trunc.txt"
+    trunc.write_text("0 1\n2")
+    with pytest.raises(ValueError, match="expected two node ids"):
+        Graph.from_edgelist_file(trunc)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0 1\n1 x\n")
+    with pytest.raises(ValueError, match="non-integer node id"):
+        Graph.from_edgelist_file(bad)
