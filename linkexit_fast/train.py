@@ -20,7 +20,7 @@ from .datasets import LinkSplit
 from .evaluate import evaluate
 from .models import EarlyExitLinkPredictor, ModelConfig
 
-__all__ = ["TrainConfig", "TrainResult", "train", "dataset_defaults", "TrainingDiverged"]
+__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "dataset_defaults", "TrainingDiverged"]
 
 
 class TrainingDiverged(RuntimeError):
