@@ -99,8 +99,11 @@ class Graph:
         n = self.num_nodes
         p = pairs.to(torch.int64)
         drop = torch.cat([p[:, 0] * n + p[:, 1], p[:, 1] * n + p[:, 0]])
-        keys = self.row * n + self.col
-        keep = ~torch.isin(keys, drop)
+        keys = self.row * n + self.col  # sorted ascending: CSR rows and columns are sorted
+        pos = torch.searchsorted(keys, drop).clamp(max=max(keys.numel() - 1, 0))
+        keep = torch.ones(keys.numel(), dtype=torch.bool)
+        if keys.numel():
+            keep[pos[keys[pos] == drop]] = False
         return Graph._from_sorted(self.row[keep], self.col[keep], n, self.x, self.num_self_loops_removed)
 
     def __repr__(self) -> str:

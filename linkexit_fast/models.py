@@ -29,6 +29,7 @@ BACKBONES = ("gcn", "resgcn", "sas")
 EXIT_MODES = ("none", "node", "subgraph")
 SEMANTICS = ("freeze", "readout")
 CONTINUE, EXIT = 0, 1
+SPARSE_FEATURE_DENSITY = 0.05  # below this share of non-zeros a sparse X W pays off (CiteSeer: 0.9 %)
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
@@ -234,7 +235,19 @@ class EarlyExitLinkPredictor(nn.Module):
     def encode_input(self, x: Optional[torch.Tensor]) -> torch.Tensor:
         """H^0 = f_enc(X): the raw input for ``gcn``, the input projection otherwise."""
         h = self.input_features(x)
-        return h if self.input_proj is None else self.input_proj(h)
+        return h if self.input_proj is None else self.input_linear(h, self.input_proj.weight, self.input_proj.bias)
+
+    def input_linear(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """``x W^T + b`` for the input layer. In training, bag-of-words features go through a sparse
+        product (CiteSeer: 0.9 % non-zeros, about 10x faster); evaluation stays the dense reference."""
+        if self.training and self.embedding is None and x.numel() and \
+                int(torch.count_nonzero(x)) < SPARSE_FEATURE_DENSITY * x.numel():
+            key = (x.data_ptr(), tuple(x.shape))
+            if getattr(self, "_x_sparse_key", None) != key:
+                self._x_sparse, self._x_sparse_key = x.to_sparse_csr(), key
+            out = torch.sparse.mm(self._x_sparse, weight.T)
+            return out if bias is None else out + bias
+        return F.linear(x, weight, bias)
 
     def transform(self, l: int, agg: torch.Tensor, h: torch.Tensor, step: Optional[torch.Tensor]
                   ) -> torch.Tensor:
@@ -257,7 +270,8 @@ class EarlyExitLinkPredictor(nn.Module):
         hin = F.dropout(h, c.dropout, self.training) if l > 0 else h
         if c.backbone == "gcn" and l == 0:
             # in -> m: transform first, the input is wide (F = 3,703 on CiteSeer).
-            return self.transform(0, adj @ F.linear(hin, self.convs[0].weight) + self.convs[0].bias, h, step)
+            xw = self.input_linear(hin, self.convs[0].weight, None)
+            return self.transform(0, adj @ xw + self.convs[0].bias, h, step)
         return self.transform(l, adj @ hin, h, step)
 
     # ------------------------------------------------------------------ exit decisions

@@ -4,9 +4,12 @@ All three work on a *row subset* so the engine only pays for the rows it still n
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence, Tuple
 
 import torch
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
 def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
@@ -21,21 +24,34 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
     Shapes: ``rowptr [R+1]``, ``col``/``weight [nnz]``, ``h [n, m]`` (float32), ``rows [k]``
     (int64, values in ``[0, R)``), ``self_weight [R]``, ``cache [R, m]``; returns ``[k, m]``.
     """
-    start, end = rowptr[rows], rowptr[rows + 1]
-    counts = end - start
+    n_rows = rowptr.numel() - 1
+    if rows.numel() >= n_rows // 2 and col.numel():
+        # Most rows wanted: one sparse product over all rows beats slicing out a sub-CSR.
+        full = torch.sparse.mm(torch.sparse_csr_tensor(rowptr, col, weight.to(h.dtype), (n_rows, h.shape[0])), h)
+        out = full if rows.numel() == n_rows and torch.equal(rows, torch.arange(n_rows)) else full[rows]
+        return _epilogue(out, rows, h, self_weight, cache)
+    # Slice the selected rows into a CSR of their own and let torch's sparse kernel do the sums.
+    start = rowptr[rows]
+    counts = rowptr[rows + 1] - start
     k = rows.numel()
-    total = int(counts.sum()) if k else 0
-    out = torch.zeros(k, h.shape[1], dtype=torch.float32, device=h.device)
+    sub_rowptr = torch.zeros(k + 1, dtype=torch.int64, device=h.device)
+    torch.cumsum(counts, 0, out=sub_rowptr[1:])
+    total = int(sub_rowptr[-1])
     if total:
         seg = torch.repeat_interleave(torch.arange(k, device=h.device), counts, output_size=total)
-        offs = torch.arange(total, device=h.device) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts, output_size=total)
-        e = start[seg] + offs
-        out.index_add_(0, seg, h[col[e]] * weight[e, None])
+        e = torch.arange(total, device=h.device) - sub_rowptr[seg] + start[seg]
+        sub = torch.sparse_csr_tensor(sub_rowptr, col[e], weight[e].to(h.dtype), (k, h.shape[0]))
+        out = torch.sparse.mm(sub, h)
+    else:
+        out = torch.zeros(k, h.shape[1], dtype=torch.float32, device=h.device)
+    return _epilogue(out, rows, h, self_weight, cache)
+
+
+def _epilogue(out, rows, h, self_weight, cache):
     if self_weight is not None:
-        out += self_weight[rows, None] * h[rows]
+        out = out + self_weight[rows, None] * h[rows]
     if cache is not None:
-        out += cache[rows]
+        out = out + cache[rows]
     return out
 
 
