@@ -124,6 +124,18 @@ def cmd_heart_negatives(args):
     print(f"wrote {args.out}: {tuple(neg.shape)} in {time.time() - t0:.1f} s")
 
 
+def cmd_pareto(args):
+    from .pareto import run_pareto
+    split = _load_split(args)
+    overrides = {k: getattr(args, k) for k in ("hidden", "epochs", "max_minutes", "lr") if getattr(args, k) is not None}
+    res = run_pareto(split, Path(args.out), backbones=args.backbones.split(","),
+                     layers=[int(x) for x in args.layers.split(",")],
+                     thresholds=[float(x) for x in args.thresholds.split(",")], seeds=args.seeds,
+                     repeats=args.repeats, backend=args.backend, train_overrides=overrides,
+                     eval_positives=args.eval_positives)
+    print((Path(args.out) / "pareto.md").read_text())
+
+
 def _median_time(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -213,6 +225,23 @@ def main(argv=None):
     p.add_argument("--threshold", type=float, default=0.9)
     p.add_argument("--backend", default="auto")
     p.set_defaults(fn=cmd_predict)
+    p = sub.add_parser("pareto", help="measured Pareto frontier: test MRR vs wall-clock and FLOPs")
+    p.add_argument("--dataset", default="synthetic:5000")
+    p.add_argument("--data", default=None)
+    p.add_argument("--test-negatives", default=None)
+    p.add_argument("--backbones", default="gcn")
+    p.add_argument("--layers", default="1,2,4,8")
+    p.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9,0.95,0.99")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--eval-positives", type=int, default=None, help="subsample test positives (large sets)")
+    p.add_argument("--hidden", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--max-minutes", type=float, default=None, help="training time cap per model")
+    p.add_argument("--out", default="runs/pareto")
+    p.set_defaults(fn=cmd_pareto)
     p = sub.add_parser("heart-negatives", help="HeaRT hard negatives (HRST) for a split")
     p.add_argument("--dataset", required=True)
     p.add_argument("--data", default=None)

@@ -1,0 +1,144 @@
+"""The engine's three ops in C++ with OpenMP (``csrc/``): same signatures and return conventions
+as :mod:`linkexit_fast.backends.torch_ops`, the specification they are tested against.
+
+The compiled ops come from ``linkexit_fast._C`` when ``setup.py`` built it; otherwise ``csrc/`` is
+compiled just-in-time on first use and cached in torch's extension folder. If neither works,
+every op here runs the torch_ops version instead, after one warning.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from . import torch_ops
+
+__all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs"]
+
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
+_OPS = ("aggregate_rows", "exit_decision", "score_pairs")
+_lock = threading.Lock()
+_state: dict = {}  # "error": None once the ops are registered, else why they are not
+_warned = False
+
+
+def _build() -> Optional[str]:
+    try:
+        import linkexit_fast._C  # noqa: F401  (registers torch.ops.linkexit_fast)
+    except ImportError as e:
+        prebuilt = f"no prebuilt linkexit_fast._C ({e})"
+        sources = sorted(str(p) for p in CSRC.rglob("*.cpp")) if CSRC.is_dir() else []
+        if not sources:
+            return f"{prebuilt} and no C++ sources under {CSRC}"
+        try:
+            from torch.utils.cpp_extension import load
+            load(name="linkexit_fast_C", sources=sources, extra_cflags=["-O3", "-fopenmp"],
+                 extra_ldflags=["-fopenmp"], is_python_module=False)
+        except Exception as e:  # no compiler, no ninja, a compile error: all mean "fall back"
+            return f"{prebuilt}, and compiling {CSRC} failed: {type(e).__name__}: {e}"
+    missing = [op for op in _OPS if not hasattr(torch.ops.linkexit_fast, op)]
+    if missing:
+        return f"the loaded extension lacks {missing}: rebuild it from {CSRC}"
+    return None
+
+
+def _load_error() -> Optional[str]:
+    """Loads the ops once; ``None`` when they are ready, else the reason they are not."""
+    with _lock:
+        if "error" not in _state:
+            _state["error"] = _build()
+    return _state["error"]
+
+
+def available() -> bool:
+    """Whether the C++ ops are loaded (compiling them on the first call if needed). Never raises."""
+    return _load_error() is None
+
+
+def _fall_back() -> bool:
+    """True (after one warning, at the op's caller) when the torch_ops versions must stand in."""
+    global _warned
+    error = _load_error()
+    if error is not None and not _warned:
+        _warned = True
+        # stacklevel 3: this helper, then the op, then the line that called the op.
+        warnings.warn(f"linkexit_fast C++ ops unavailable, using the slower torch backend: {error}",
+                      stacklevel=3)
+    return error is not None
+
+
+def _index(t: torch.Tensor) -> torch.Tensor:
+    """Integer tensors become contiguous int64; anything else reaches the op's dtype check."""
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        return t
+    return t.to(torch.int64).contiguous()
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    """Floating tensors become contiguous float32; anything else reaches the op's dtype check."""
+    return t.to(torch.float32).contiguous() if t.dtype.is_floating_point else t
+
+
+def _opt_real(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else _real(t)
+
+
+def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
+                   rows: torch.Tensor, self_weight: Optional[torch.Tensor] = None,
+                   cache: Optional[torch.Tensor] = None) -> torch.Tensor:
+    r"""Weighted CSR aggregation over a subset of rows.
+
+    .. math::
+        out_i = \sum_{e = rowptr[r]}^{rowptr[r+1]-1} weight_e \, h_{col_e}
+                + self\_weight_r \, h_r + cache_r, \qquad r = rows_i
+
+    Shapes: ``rowptr [R+1]``, ``col``/``weight [nnz]``, ``h [n, m]``, ``rows [k]`` (values in
+    ``[0, R)``, repeats allowed), ``self_weight [R]``, ``cache [R, m]``; returns float32 ``[k, m]``.
+    Raises ``RuntimeError`` naming the argument for a wrong dtype or shape, a row outside
+    ``[0, R)``, an invalid ``rowptr`` range or a ``col`` entry outside ``[0, n)``.
+    """
+    if _fall_back():
+        return torch_ops.aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
+    return torch.ops.linkexit_fast.aggregate_rows(
+        _index(rowptr), _index(col), _real(weight), _real(h), _index(rows),
+        _opt_real(self_weight), _opt_real(cache))
+
+
+def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+                  b2: torch.Tensor, threshold: float, w_nu: Optional[torch.Tensor] = None,
+                  b_nu: Optional[torch.Tensor] = None, tau0: float = 0.0
+                  ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    r"""Deterministic exit rule on rows ``h [n, k]`` with the 2-layer confidence MLP
+    ``w1 [hidden, k]``, ``b1 [hidden]``, ``w2 [2, hidden]``, ``b2 [2]``.
+
+    ``p_exit = sigmoid(l_1 - l_0)``; ``exit = p_exit >= threshold``. With the temperature head
+    (``w_nu [k]``, ``b_nu [1]``) also the SAS step size ``sigmoid((l_0 - l_1) / nu)`` with
+    :math:`\nu = \max(\mathrm{softplus}(h w_\nu + b_\nu) + \tau_0, 0.1)` (Eq. 7).
+    Returns ``(p_exit [n], exit [n] bool, step [n] or None)``.
+    """
+    if _fall_back():
+        return torch_ops.exit_decision(h, w1, b1, w2, b2, threshold, w_nu, b_nu, tau0)
+    p_exit, exit, step = torch.ops.linkexit_fast.exit_decision(
+        _real(h), _real(w1), _real(b1), _real(w2), _real(b2), float(threshold), _opt_real(w_nu),
+        _opt_real(b_nu), float(tau0))
+    return p_exit, exit, (step if w_nu is not None else None)
+
+
+def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequence[torch.Tensor],
+                biases: Sequence[torch.Tensor], chunk: Optional[int] = None) -> torch.Tensor:
+    """HeaRT's MLP link scorer: ``x = z[u] * z[v]``, Linear+ReLU layers, a final Linear to one
+    logit. ``z [n, m]``, ``u``/``v [P]`` in ``[0, n)``, ``weights[i] [out, in]`` (nn.Linear
+    layout), ``biases[i] [out]``; returns logits ``[P]``.
+
+    ``chunk`` pairs are processed per block (``None``: the op's tuned default).
+    """
+    if _fall_back():
+        return torch_ops.score_pairs(z, u, v, weights, biases,
+                                     **({} if chunk is None else {"chunk": chunk}))
+    weights_c: List[torch.Tensor] = [_real(w) for w in weights]
+    biases_c: List[torch.Tensor] = [_real(b) for b in biases]
+    return torch.ops.linkexit_fast.score_pairs(_real(z), _index(u), _index(v), weights_c, biases_c,
+                                               chunk)

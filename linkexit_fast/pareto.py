@@ -1,0 +1,205 @@
+"""The measured Pareto frontier: test quality against the engine's wall-clock time and Eq. 6 FLOPs.
+
+Trains (or reuses cached checkpoints of) fixed-depth models at each depth and node/subgraph-exit
+models at the largest depth under both exit semantics, sweeps the inference threshold of the
+early-exit models, and times the engine's full test evaluation for every point.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import load, save
+from .datasets import LinkSplit
+from .engine import predict
+from .evaluate import flatten_eval_pairs, split_scores
+from .metrics import evaluate_scores
+
+__all__ = ["run_pareto", "frontier", "model_grid"]
+
+
+def model_grid(backbones: Sequence[str], layers: Sequence[int]) -> List[dict]:
+    """Fixed depth at every depth; node and subgraph exit at the largest depth, both semantics."""
+    grid = []
+    for b in backbones:
+        grid += [dict(backbone=b, exit="none", semantics="freeze", layers=l) for l in layers]
+        grid += [dict(backbone=b, exit=e, semantics=s, layers=max(layers))
+                 for e in ("node", "subgraph") for s in ("freeze", "readout")]
+    return grid
+
+
+def family(spec: dict) -> str:
+    return f"{spec['backbone']} fixed" if spec["exit"] == "none" else \
+        f"{spec['backbone']} {spec['exit']}-exit ({spec['semantics']})"
+
+
+def frontier(points: List[dict], cost: str) -> List[bool]:
+    """On the frontier: no other point has at least its MRR at no more cost, and is better in one."""
+    flags = []
+    for p in points:
+        dominated = any(q is not p and q["mrr"] >= p["mrr"] and q[cost] <= p[cost]
+                        and (q["mrr"] > p["mrr"] or q[cost] < p[cost]) for q in points)
+        flags.append(not dominated)
+    return flags
+
+
+def _time_eval(graph, pairs, model, threshold, backend, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        scores = predict(graph, pairs, threshold=threshold, model=model, backend=backend)
+        times.append(time.perf_counter() - t0)
+    return scores, statistics.median(times)
+
+
+def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4, 8),
+               thresholds=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99), seeds: int = 1, repeats: int = 3,
+               backend: str = "auto", train_overrides: Optional[dict] = None,
+               eval_positives: Optional[int] = None, progress: bool = True) -> dict:
+    """Run (or resume) the sweep and write ``pareto.{json,md,png}`` into ``out``."""
+    from .cli import train_checkpoint
+    out = Path(out)
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    if split.test_neg is None:
+        raise ValueError(f"{split.name} has no test negatives; pass --test-negatives")
+    pos, neg = split.test_pos, split.test_neg
+    if eval_positives is not None and eval_positives < len(pos):
+        keep = torch.randperm(len(pos), generator=torch.Generator().manual_seed(0))[:eval_positives]
+        pos = pos[keep]
+        neg = neg[keep] if neg.dim() == 3 else neg
+    pairs = flatten_eval_pairs(pos, neg)
+    grid = model_grid(backbones, layers)
+    jobs = [(spec, seed) for spec in grid for seed in range(seeds)]
+    raw: List[dict] = []
+    bar = tqdm(jobs, desc="pareto", disable=not progress)
+    for spec, seed in bar:
+        name = f"{spec['backbone']}_{spec['exit']}_{spec['semantics']}_L{spec['layers']}_s{seed}"
+        bar.set_postfix_str(name)
+        ckpt = out / "checkpoints" / name
+        if not (ckpt / "model.safetensors").exists():
+            args = argparse.Namespace(seed=seed, quiet=True, hidden=None, dropout=None,
+                                      predictor_layers=None, lr=None, weight_decay=None,
+                                      batch_size=None, patience=None, eval_every=None,
+                                      epochs=200, max_minutes=None, test_negatives=None, **spec)
+            for k, v in (train_overrides or {}).items():
+                setattr(args, k, v)
+            model, _, result, _, _ = train_checkpoint(args, split)
+            save(model, ckpt, metrics={"valid": result.best_valid, "epochs_run": result.epochs_run})
+        model = load(ckpt).model
+        for thr in (thresholds if spec["exit"] != "none" else (1.0,)):
+            cache = out / "points" / f"{name}_t{thr}.json"
+            if cache.exists():
+                raw.append(json.loads(cache.read_text()))
+                continue
+            scores, seconds = _time_eval(split.graph, pairs, model, thr, backend, repeats)
+            _, stats = predict(split.graph, pairs, threshold=thr, model=model, backend=backend,
+                               return_stats=True)
+            met = evaluate_scores(*split_scores(scores, pos, neg))
+            point = dict(spec, seed=seed, family=family(spec), threshold=thr, seconds=seconds,
+                         mrr=met.get("mrr"), hits10=met.get("hits@10"), flops=stats.flops,
+                         flops_gnn=stats.flops_gnn, flops_paper=stats.flops_paper,
+                         flops_dense=stats.flops_dense, time_gnn=stats.time_gnn,
+                         time_decoder=stats.time_decoder, backend=stats.backend,
+                         mean_exit_layer=float(stats.exit_layer.float().mean()))
+            cache.write_text(json.dumps(point))
+            raw.append(point)
+    points = _average_over_seeds(raw)
+    for cost in ("seconds", "flops"):
+        for p, f in zip(points, frontier(points, cost)):
+            p[f"frontier_{cost}"] = f
+    result = {"dataset": split.name, "test_pairs": len(pairs), "test_positives": len(pos),
+              "seeds": seeds, "repeats": repeats, "points": points, "runs": raw,
+              "dominance": dominance(points)}
+    (out / "pareto.json").write_text(json.dumps(result, indent=1))
+    write_markdown(result, out / "pareto.md")
+    plot(result, out / "pareto.png")
+    return result
+
+
+def _average_over_seeds(raw: List[dict]) -> List[dict]:
+    groups: Dict[tuple, List[dict]] = {}
+    for p in raw:
+        groups.setdefault((p["family"], p["layers"], p["threshold"]), []).append(p)
+    points = []
+    for (fam, layers, thr), ps in groups.items():
+        q = {k: ps[0][k] for k in ("family", "backbone", "exit", "semantics", "layers", "threshold")}
+        for k in ("mrr", "hits10", "seconds", "flops", "flops_paper", "mean_exit_layer", "time_gnn",
+                  "time_decoder"):
+            q[k] = statistics.mean(p[k] for p in ps)
+        q["mrr_std"] = statistics.stdev([p["mrr"] for p in ps]) if len(ps) > 1 else 0.0
+        q["seeds"] = len(ps)
+        points.append(q)
+    return points
+
+
+def dominance(points: List[dict]) -> dict:
+    """Does an early-exit point have at least the best fixed-depth model's MRR at no more time?"""
+    fixed = [p for p in points if p["exit"] == "none"]
+    early = [p for p in points if p["exit"] != "none"]
+    if not fixed or not early:
+        return {}
+    best = max(fixed, key=lambda p: p["mrr"])
+    winners = [p for p in early if p["mrr"] >= best["mrr"] and p["seconds"] <= best["seconds"]]
+    top = max(winners, key=lambda p: p["mrr"]) if winners else max(early, key=lambda p: p["mrr"])
+    return {"best_fixed": best, "dominates": bool(winners), "best_early_exit": top}
+
+
+def _label(p: dict) -> str:
+    return f"{p['family']} L={p['layers']}" + (f" t={p['threshold']}" if p["exit"] != "none" else "")
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    lines = [f"# Pareto frontier on {result['dataset']}", "",
+             f"{result['test_positives']:,} test positives, {result['test_pairs']:,} pairs scored per "
+             f"evaluation; {result['seeds']} seed(s); wall-clock is the median of {result['repeats']} "
+             "full test evaluations by the engine.", "",
+             "| point | test MRR | Hits@10 | wall-clock (s) | engine MACs | Eq. 6 MACs (paper) | mean exit layer | frontier (time) | frontier (FLOPs) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in sorted(result["points"], key=lambda p: p["seconds"]):
+        lines.append(f"| {_label(p)} | {100 * p['mrr']:.2f} ± {100 * p['mrr_std']:.2f} | "
+                     f"{100 * p['hits10']:.2f} | {p['seconds']:.3f} | {p['flops']:.3g} | "
+                     f"{p['flops_paper']:.3g} | {p['mean_exit_layer']:.2f} | "
+                     f"{'yes' if p['frontier_seconds'] else ''} | {'yes' if p['frontier_flops'] else ''} |")
+    d = result.get("dominance")
+    if d:
+        b, e = d["best_fixed"], d["best_early_exit"]
+        verdict = "dominates" if d["dominates"] else "does NOT dominate"
+        lines += ["", f"Best fixed-depth model: {_label(b)}, MRR {100 * b['mrr']:.2f} in {b['seconds']:.3f} s. "
+                  f"Best early-exit point {'at no more time' if d['dominates'] else 'overall'}: "
+                  f"{_label(e)}, MRR {100 * e['mrr']:.2f} in {e['seconds']:.3f} s: early exit {verdict} "
+                  "the best fixed-depth model."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    pts = result["points"]
+    fams = sorted({p["family"] for p in pts})
+    colors = {f: plt.cm.tab10(i % 10) for i, f in enumerate(fams)}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for ax, cost, xlabel in ((axes[0], "seconds", "wall-clock of the full test evaluation (s)"),
+                             (axes[1], "flops", "MACs computed by the engine (Eq. 6 + decoder)")):
+        for f in fams:
+            fp = sorted((p for p in pts if p["family"] == f), key=lambda p: p[cost])
+            ax.plot([p[cost] for p in fp], [100 * p["mrr"] for p in fp], "o-" if len(fp) > 1 else "o",
+                    color=colors[f], label=f, alpha=0.8)
+        front = sorted((p for p in pts if p[f"frontier_{cost}"]), key=lambda p: p[cost])
+        ax.step([p[cost] for p in front], [100 * p["mrr"] for p in front], "k--", where="post",
+                label="frontier", linewidth=1)
+        ax.set(xlabel=xlabel, ylabel="test MRR (%)", xscale="log")
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"{result['dataset']}: quality vs measured time")
+    axes[1].set_title("quality vs compute")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
