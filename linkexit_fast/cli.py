@@ -127,6 +127,10 @@ def cmd_heart_negatives(args):
 def cmd_pareto(args):
     from .pareto import run_pareto
     split = _load_split(args)
+    if split.name.startswith("synthetic"):  # the embedded default finishes within minutes
+        args.layers = args.layers or "1,2,4"
+        args.epochs = args.epochs or 12
+    args.layers = args.layers or "1,2,4,8"
     overrides = {k: getattr(args, k) for k in ("hidden", "epochs", "max_minutes", "lr") if getattr(args, k) is not None}
     res = run_pareto(split, Path(args.out), backbones=args.backbones.split(","),
                      layers=[int(x) for x in args.layers.split(",")],
@@ -156,7 +160,7 @@ def cmd_demo(args):
     targs = argparse.Namespace(hidden=64, layers=args.layers, backbone="gcn", exit="node",
                                semantics="freeze", dropout=0.1, predictor_layers=2, lr=0.01,
                                weight_decay=0.0, batch_size=4096, patience=4, eval_every=2,
-                               epochs=args.epochs, seed=0, max_minutes=3, quiet=False,
+                               epochs=args.epochs, seed=0, max_minutes=1.5, quiet=False,
                                test_negatives=None)
     model, split, result, test, _ = train_checkpoint(targs, split)
     print(f"trained {result.epochs_run} epochs in {result.seconds:.0f} s ({result.stopped})")
@@ -197,9 +201,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="linkexit-fast", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("demo", help="train on the synthetic default, then predict and time the engine")
-    p.add_argument("--nodes", type=int, default=20000)
+    p.add_argument("--nodes", type=int, default=5000)
     p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--threshold", type=float, default=0.9)
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("train", help="train a model and save a self-contained checkpoint")
@@ -230,7 +234,7 @@ def main(argv=None):
     p.add_argument("--data", default=None)
     p.add_argument("--test-negatives", default=None)
     p.add_argument("--backbones", default="gcn")
-    p.add_argument("--layers", default="1,2,4,8")
+    p.add_argument("--layers", default=None, help="default 1,2,4,8 (synthetic: 1,2,4)")
     p.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9,0.95,0.99")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)

@@ -1,0 +1,205 @@
+"""Engine benchmarks: (a) the engine, (b) the dense masked reference (what the paper's code does),
+(c) a PyG GCNConv stack at fixed depth, (d) the engine at threshold 1.0 — identical weights.
+
+    pytest benchmarks/test_engine_bench.py --benchmark-only      # pytest-benchmark timings
+    python benchmarks/test_engine_bench.py                        # side-by-side ratios -> results/engine_cpu.{md,json}
+
+Models are trained once and cached in runs/bench/ (a CiteSeer node-exit GCN, an ogbl-ddi
+node-exit GCN, and a node-exit GCN trained on a 20k-node synthetic graph that is then served on
+the 1M-node synthetic graph: the weights do not depend on the node count).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+
+import linkexit_fast as lf
+from linkexit_fast.datasets import data_root, load_heart, load_ogbl, synthetic
+from linkexit_fast.evaluate import flatten_eval_pairs
+
+RUNS = Path(os.environ.get("LINKEXIT_BENCH_RUNS", "runs/bench"))
+THRESHOLD = 0.9
+
+
+def _train(name, split, layers, hidden, minutes, **kw):
+    from linkexit_fast.cli import train_checkpoint
+    out = RUNS / name
+    if not (out / "model.safetensors").exists():
+        args = argparse.Namespace(seed=0, quiet=True, hidden=hidden, layers=layers, backbone="gcn",
+                                  exit="node", semantics="freeze", dropout=None, predictor_layers=None,
+                                  lr=None, weight_decay=None, batch_size=None, patience=None,
+                                  eval_every=None, epochs=200, max_minutes=minutes, test_negatives=None)
+        for k, v in kw.items():
+            setattr(args, k, v)
+        model, *_ = train_checkpoint(args, split)
+        model.save(out)
+    return lf.load(out).model
+
+
+@lru_cache(maxsize=None)
+def case(name):
+    """(graph, pairs, model) for a named case."""
+    if name == "citeseer-valid":
+        split = load_heart("citeseer", data_root())
+        table = Path("runs/table/gcn_node_freeze_L8_s0")
+        model = lf.load(table).model if (table / "model.safetensors").exists() else \
+            _train("citeseer", split, 8, 256, 1.5, lr=0.002)
+        return split.graph, flatten_eval_pairs(split.valid_pos, split.valid_neg), model
+    if name == "ddi-valid":
+        split = load_ogbl("ogbl-ddi", data_root())
+        model = _train("ddi", split, 3, 256, 2.0, batch_size=65536)
+        return split.graph, flatten_eval_pairs(split.valid_pos, split.valid_neg), model
+    small = synthetic(20_000, 10, 64, 50, 0)
+    model = _train("synthetic", small, 3, 256, 1.5, batch_size=8192)
+    big = _big()
+    g = torch.Generator().manual_seed(0)
+    n_pairs = {"synthetic1M-100k": 100_000, "synthetic1M-10000": 10_000, "synthetic1M-100": 100,
+               "synthetic1M-1": 1}[name]
+    return big.graph, torch.randint(0, big.graph.num_nodes, (n_pairs, 2), generator=g), model
+
+
+@lru_cache(maxsize=None)
+def _big():
+    return synthetic(1_000_000, 10, 64, 50, 0)
+
+
+# ------------------------------------------------------------------------- the four methods
+@lru_cache(maxsize=None)
+def _pyg_stack(model, graph):
+    from torch_geometric.nn import GCNConv
+    convs = []
+    for lin in model.convs:
+        conv = GCNConv(lin.in_features, lin.out_features, cached=True)
+        conv.lin.weight.data.copy_(lin.weight.data)
+        conv.bias.data.copy_(lin.bias.data)
+        convs.append(conv.eval())
+    return convs, graph.edge_index()
+
+
+@torch.no_grad()
+def pyg_fixed_depth(graph, pairs, model):
+    """What users run today: a PyG GCNConv stack at fixed depth, then the MLP scorer."""
+    convs, ei = _pyg_stack(model, graph)
+    h = model.input_features(graph.x)
+    for i, conv in enumerate(convs):
+        h = conv(h, ei)
+        if i < len(convs) - 1:
+            h = torch.nn.functional.gelu(h)
+    return torch.cat([model.score(h, pairs[s:s + 65536]) for s in range(0, len(pairs), 65536)]).sigmoid()
+
+
+METHODS = {
+    "engine": lambda g, p, m: lf.predict(g, p, threshold=THRESHOLD, model=m),
+    "reference": lambda g, p, m: lf.predict(g, p, threshold=THRESHOLD, model=m, backend="reference"),
+    "pyg": pyg_fixed_depth,
+    "engine_t1": lambda g, p, m: lf.predict(g, p, threshold=1.0, model=m),
+}
+CASES = ["citeseer-valid", "ddi-valid", "synthetic1M-100k", "synthetic1M-10000", "synthetic1M-100",
+         "synthetic1M-1"]
+
+
+def _skip_without_data(name):
+    if not name.startswith("synthetic") and not data_root().exists():
+        pytest.skip(f"data folder {data_root()} not found")
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("name", CASES)
+def test_engine_case(benchmark, name, method):
+    _skip_without_data(name)
+    if method in ("reference", "pyg") and name in ("synthetic1M-100", "synthetic1M-1"):
+        pytest.skip("whole-graph methods cost the same for any pair count; timed on the 10k case")
+    graph, pairs, model = case(name)
+    benchmark.group = name
+    _, stats = lf.predict(graph, pairs, threshold=1.0 if method == "engine_t1" else THRESHOLD,
+                          model=model, backend="reference" if method in ("reference", "pyg") else "auto",
+                          return_stats=True)
+    benchmark.extra_info.update(flops=stats.flops, flops_dense=stats.flops_dense, pairs=len(pairs))
+    benchmark.pedantic(METHODS[method], args=(graph, pairs, model), rounds=2, iterations=1, warmup_rounds=0)
+
+
+# ------------------------------------------------------------------------- script mode
+def _median(fn, rounds):
+    ts = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--out", default="benchmarks/results/engine_cpu")
+    args = ap.parse_args()
+    rows = []
+    for name in args.cases.split(","):
+        graph, pairs, model = case(name)
+        whole_graph = name not in ("synthetic1M-100", "synthetic1M-1")
+        _, st = lf.predict(graph, pairs, threshold=THRESHOLD, model=model, return_stats=True)
+        _, st_ref = lf.predict(graph, pairs, threshold=THRESHOLD, model=model, backend="reference",
+                               return_stats=True)
+        methods = ["engine", "engine_t1", "reference", "pyg"] if whole_graph or name == "synthetic1M-100" \
+            else ["engine", "engine_t1"]
+        times = {m: [] for m in methods}
+        for _ in range(args.rounds):  # interleaved rounds: load changes hit every method alike
+            for m in methods:
+                times[m].append(_median(lambda: METHODS[m](graph, pairs, model), 1))
+        med = {m: statistics.median(v) for m, v in times.items()}
+        row = {"case": name, "pairs": len(pairs), "scope_nodes": st.scope_nodes, "backend": st.backend,
+               "seconds": med, "flops": st.flops, "flops_gnn": st.flops_gnn, "flops_decoder": st.flops_decoder,
+               "flops_dense": st.flops_dense, "flops_dense_gnn": st.flops_dense_gnn,
+               "flops_paper": st.flops_paper, "time_gnn": st.time_gnn, "time_decoder": st.time_decoder,
+               "ref_time_gnn": st_ref.time_gnn, "ref_time_decoder": st_ref.time_decoder,
+               "mean_exit_layer": float(st.exit_layer.float().mean()),
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        if "reference" in med:
+            row["speedup_vs_reference"] = med["reference"] / med["engine"]
+            row["flop_ratio"] = st.flops_dense / st.flops
+            row["gnn_speedup"] = st_ref.time_gnn / max(st.time_gnn, 1e-9)
+            row["gnn_flop_ratio"] = st.flops_dense_gnn / st.flops_gnn
+            row["t1_over_pyg"] = med["engine_t1"] / med["pyg"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    big = _big().graph
+    m = 256
+    bound = 2 * (big.rowptr.numel() * 8 + big.col.numel() * 8 + big.x.numel() * 4 + 2 * big.num_nodes * m * 4)
+    meta = {"command": "python benchmarks/test_engine_bench.py " + " ".join(sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                       f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}",
+            "threshold": THRESHOLD, "memory_bound_mib_1M": bound / 2**20}
+    Path(args.out + ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [f"# Engine benchmarks (CPU)", "", f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}.",
+             f"Medians of {args.rounds} interleaved rounds; threshold {THRESHOLD}; FLOPs are multiply-accumulates (Eq. 6).", "",
+             "| case | pairs | engine s | engine t=1.0 s | reference s | PyG s | speed-up vs ref | FLOP ratio | GNN speed-up | GNN FLOP ratio | (d)/(c) | mean exit layer |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def f(x, fmt="{:.3f}"):
+        return "" if x is None else fmt.format(x)
+    for r in rows:
+        s = r["seconds"]
+        lines.append(f"| {r['case']} | {r['pairs']:,} | {f(s['engine'])} | {f(s['engine_t1'])} | {f(s.get('reference'))} | "
+                     f"{f(s.get('pyg'))} | {f(r.get('speedup_vs_reference'), '{:.2f}x')} | {f(r.get('flop_ratio'), '{:.2f}x')} | "
+                     f"{f(r.get('gnn_speedup'), '{:.2f}x')} | {f(r.get('gnn_flop_ratio'), '{:.2f}x')} | "
+                     f"{f(r.get('t1_over_pyg'), '{:.2f}')} | {r['mean_exit_layer']:.2f} |")
+    lines += ["", f"Peak RSS of the benchmark process: {rows[-1]['peak_rss_mib']:.0f} MiB; the 1M-node bound "
+              f"2 x (CSR + features + two N x m float32 buffers) = {meta['memory_bound_mib_1M']:.0f} MiB."]
+    Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

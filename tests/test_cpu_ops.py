@@ -1,0 +1,288 @@
+"""The C++ ops (``linkexit_fast.backends.cpu``) against the torch specification (``torch_ops``).
+
+Tolerances (float32):
+* ``aggregate_rows``: rtol 1e-5, atol 1e-5. Both sum a row's edges in CSR order; the C++ kernel
+  may fuse multiply-add (one rounding instead of two per edge), so results differ by a few ulp.
+* ``score_pairs``: rtol 1e-5, atol 1e-5 with ``1/sqrt(fan_in)``-scaled weights (logits are O(1)).
+  The GEMMs run on different block shapes and the last layer is a fused dot product, so only
+  the summation order differs.
+* ``exit_decision``: ``p_exit`` atol 1e-6; ``step`` atol 1e-5, because ``sigmoid(-diff / nu)``
+  scales logit rounding differences by up to ``1 / (4 nu) = 2.5`` at the clamp ``nu = 0.1``;
+  ``exit`` must match except where the reference ``p_exit`` lies within 1e-6 of the threshold,
+  where a last-bit difference may flip it.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from linkexit_fast.backends import cpu, torch_ops
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+if not cpu.available():
+    pytest.skip(f"C++ extension unavailable: {cpu._load_error()}", allow_module_level=True)
+
+AGG_TOL = dict(rtol=1e-5, atol=1e-5)
+SCORE_TOL = dict(rtol=1e-5, atol=1e-5)
+PROB_ATOL = 1e-6
+STEP_ATOL = 1e-5
+PROPERTY = settings(max_examples=200, deadline=None)
+
+# Widths around the 64-float column block and the 8/16-lane vector widths.
+WIDTHS = st.sampled_from([1, 3, 7, 8, 15, 17, 33, 63, 64, 65, 100, 129])
+
+
+def random_csr(gen: torch.Generator, degrees: list, n: int):
+    """CSR with the given row degrees, columns uniform in ``[0, n)``, weights in ``(0, 1)``."""
+    deg = torch.tensor(degrees, dtype=torch.int64)
+    rowptr = torch.zeros(len(degrees) + 1, dtype=torch.int64)
+    rowptr[1:] = torch.cumsum(deg, 0)
+    nnz = int(rowptr[-1])
+    col = torch.randint(0, n, (nnz,), generator=gen)
+    weight = torch.rand(nnz, generator=gen)
+    return rowptr, col, weight
+
+
+# Isolated rows (0), typical rows and hub rows (one hub spans many 32-row tasks' worth of edges).
+DEGREE = st.one_of(st.just(0), st.integers(0, 6), st.integers(100, 300))
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 40), degrees=st.lists(DEGREE, min_size=1, max_size=40),
+       k=st.integers(0, 80), m=WIDTHS, use_self=st.booleans(), use_cache=st.booleans())
+def test_aggregate_rows_matches_torch(seed, n, degrees, k, m, use_self, use_cache):
+    gen = torch.Generator().manual_seed(seed)
+    num_rows = len(degrees)
+    rowptr, col, weight = random_csr(gen, degrees, n)
+    h = torch.randn(max(n, num_rows), m, generator=gen)
+    # Few distinct values: duplicates in `rows` are the norm, not the exception.
+    rows = torch.randint(0, num_rows, (k,), generator=gen)
+    self_weight = torch.rand(num_rows, generator=gen) if use_self else None
+    cache = torch.randn(num_rows, m, generator=gen) if use_cache else None
+
+    out = cpu.aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
+    ref = torch_ops.aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
+    assert out.shape == (k, m) and out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, **AGG_TOL)
+
+
+def test_aggregate_rows_many_tasks_and_hubs():
+    gen = torch.Generator().manual_seed(0)
+    degrees = [0, 700] + torch.randint(0, 12, (2000,), generator=gen).tolist() + [900, 0]
+    rowptr, col, weight = random_csr(gen, degrees, 3000)
+    h = torch.randn(3000, 256, generator=gen)
+    rows = torch.randperm(len(degrees), generator=gen)
+    self_weight = torch.rand(len(degrees), generator=gen)
+    out = cpu.aggregate_rows(rowptr, col, weight, h, rows, self_weight)
+    torch.testing.assert_close(out, torch_ops.aggregate_rows(rowptr, col, weight, h, rows, self_weight),
+                               **AGG_TOL)
+
+
+def test_aggregate_rows_converts_dtypes_and_layouts():
+    gen = torch.Generator().manual_seed(1)
+    rowptr, col, weight = random_csr(gen, [3, 0, 5, 2], 6)
+    h = torch.randn(13, 6, generator=gen).T  # non-contiguous [6, 13]
+    rows = torch.tensor([3, 0, 2, 2], dtype=torch.int32)
+    out = cpu.aggregate_rows(rowptr.int(), col.int(), weight.double(), h.double(), rows)
+    ref = torch_ops.aggregate_rows(rowptr, col, weight, h, rows.long())
+    torch.testing.assert_close(out, ref, **AGG_TOL)
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 50), m=WIDTHS,
+       num_pairs=st.one_of(st.just(0), st.just(1), st.integers(2, 300)),
+       hidden=st.lists(st.integers(1, 70), min_size=0, max_size=2), same=st.booleans(),
+       chunk=st.one_of(st.none(), st.integers(1, 64)))
+def test_score_pairs_matches_torch(seed, n, m, num_pairs, hidden, same, chunk):
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, m, generator=gen)
+    u = torch.randint(0, n, (num_pairs,), generator=gen)
+    v = u.clone() if same else torch.randint(0, n, (num_pairs,), generator=gen)
+    sizes = [m] + hidden + [1]
+    weights = [torch.randn(o, i, generator=gen) / math.sqrt(i) for i, o in zip(sizes, sizes[1:])]
+    biases = [torch.randn(o, generator=gen) * 0.1 for o in sizes[1:]]
+
+    out = cpu.score_pairs(z, u, v, weights, biases, chunk)
+    ref = torch_ops.score_pairs(z, u, v, weights, biases)
+    assert out.shape == (num_pairs,) and out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, **SCORE_TOL)
+
+
+def test_score_pairs_many_blocks_heart_predictor():
+    gen = torch.Generator().manual_seed(2)
+    z = torch.randn(1000, 256, generator=gen)
+    u, v = torch.randint(0, 1000, (2, 20_000), generator=gen)
+    mlp = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                              torch.nn.ReLU(), torch.nn.Linear(256, 1))
+    weights = [layer.weight.detach() for layer in mlp[::2]]
+    biases = [layer.bias.detach() for layer in mlp[::2]]
+    with torch.no_grad():
+        ref = mlp(z[u] * z[v]).squeeze(1)
+    torch.testing.assert_close(cpu.score_pairs(z, u, v, weights, biases), ref, **SCORE_TOL)
+
+
+def assert_exit_matches(out, ref, threshold):
+    p, exit, step = out
+    p_ref, exit_ref, step_ref = ref
+    torch.testing.assert_close(p, p_ref, rtol=0, atol=PROB_ATOL)
+    assert exit.dtype == torch.bool
+    decided = (p_ref - threshold).abs() > PROB_ATOL
+    assert torch.equal(exit[decided], exit_ref[decided])
+    if step_ref is None:
+        assert step is None
+    else:
+        torch.testing.assert_close(step, step_ref, rtol=0, atol=STEP_ATOL)
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(0, 60), k=WIDTHS,
+       hidden=st.sampled_from([1, 5, 32, 33]),
+       threshold=st.floats(0.0, 1.0, exclude_min=True), temperature=st.booleans(),
+       tau0=st.floats(-2.0, 2.0), scale=st.sampled_from([0.1, 1.0, 10.0]))
+def test_exit_decision_matches_torch(seed, n, k, hidden, threshold, temperature, tau0, scale):
+    gen = torch.Generator().manual_seed(seed)
+    h = torch.randn(n, k, generator=gen) * scale
+    w1 = torch.randn(hidden, k, generator=gen) / math.sqrt(k)
+    b1 = torch.randn(hidden, generator=gen) * 0.1
+    w2 = torch.randn(2, hidden, generator=gen) / math.sqrt(hidden)
+    b2 = torch.randn(2, generator=gen) * 0.1
+    w_nu = torch.randn(k, generator=gen) / math.sqrt(k) if temperature else None
+    b_nu = torch.randn(1, generator=gen) if temperature else None
+
+    out = cpu.exit_decision(h, w1, b1, w2, b2, threshold, w_nu, b_nu, tau0)
+    ref = torch_ops.exit_decision(h, w1, b1, w2, b2, threshold, w_nu, b_nu, tau0)
+    assert_exit_matches(out, ref, threshold)
+
+
+@pytest.mark.parametrize("temperature", [False, True])
+def test_exit_decision_many_blocks_and_clamp(temperature):
+    gen = torch.Generator().manual_seed(3)
+    n, k = 2 * 131_072 + 3, 16  # several 128k-row blocks plus a remainder
+    h = torch.randn(n, k, generator=gen)
+    w1, b1 = torch.randn(32, k, generator=gen) / 8, torch.randn(32, generator=gen)
+    w2, b2 = torch.randn(2, 32, generator=gen) / 6, torch.randn(2, generator=gen)
+    # tau0 = -3 pushes nu below 0.1 for many rows, exercising the clamp.
+    w_nu, b_nu = (torch.randn(k, generator=gen), torch.randn(1, generator=gen)) if temperature else (None, None)
+    args = (h, w1, b1, w2, b2, 0.5, w_nu, b_nu, -3.0)
+    assert_exit_matches(cpu.exit_decision(*args), torch_ops.exit_decision(*args), 0.5)
+
+
+# ---------------------------------------------------------------------- errors, never crashes
+def small_graph():
+    rowptr = torch.tensor([0, 2, 2, 5])
+    col = torch.tensor([1, 2, 0, 1, 2])
+    return rowptr, col, torch.rand(5), torch.randn(3, 4)
+
+
+@pytest.mark.parametrize("rows", [[3], [-1], [0, 5]])
+def test_aggregate_rows_rejects_rows_out_of_range(rows):
+    rowptr, col, weight, h = small_graph()
+    with pytest.raises(RuntimeError, match=r"rows must lie in \[0, R\) with R = 3"):
+        cpu.aggregate_rows(rowptr, col, weight, h, torch.tensor(rows))
+
+
+@pytest.mark.parametrize("bad", [3, -1, 1 << 40])
+def test_aggregate_rows_rejects_col_out_of_range(bad):
+    rowptr, col, weight, h = small_graph()
+    bad_col = col.clone()
+    bad_col[3] = bad
+    with pytest.raises(RuntimeError, match=rf"col\[3\] = {bad} is out of range for h with 3 rows"):
+        cpu.aggregate_rows(rowptr, bad_col, weight, h, torch.tensor([0, 2]))
+    # Only the edges of the selected rows are read, and checked.
+    torch.testing.assert_close(cpu.aggregate_rows(rowptr, bad_col, weight, h, torch.tensor([0, 1])),
+                               torch_ops.aggregate_rows(rowptr, col, weight, h, torch.tensor([0, 1])))
+
+
+@pytest.mark.parametrize("rowptr", [[0, 2, 1, 5], [0, 2, 2, 9], [-4, 2, 2, 5]])
+def test_aggregate_rows_rejects_bad_rowptr(rowptr):
+    _, col, weight, h = small_graph()
+    with pytest.raises(RuntimeError, match="do not bound a valid edge range of col"):
+        cpu.aggregate_rows(torch.tensor(rowptr), col, weight, h, torch.tensor([0, 1, 2]))
+
+
+def test_aggregate_rows_rejects_bad_shapes_and_dtypes():
+    rowptr, col, weight, h = small_graph()
+    rows = torch.tensor([0, 2])
+    cases = [
+        ((rowptr, col, weight, h.long(), rows), "'h'"),
+        ((rowptr, col, weight, h, rows.float()), "'rows'"),
+        ((rowptr, col.float(), weight, h, rows), "'col'"),
+        ((rowptr, col, weight[:4], h, rows), "'weight'"),
+        ((rowptr, col, weight, h[0], rows), "'h'"),
+        ((rowptr, col, weight, h, rows, torch.rand(2)), "'self_weight'"),
+        ((rowptr, col, weight, h, rows, None, torch.randn(3, 5)), "'cache'"),
+        ((rowptr[:0], col, weight, h, rows[:0]), "rowptr must hold"),
+        ((rowptr, col, weight, h[:2], torch.tensor([2]), torch.rand(3)), "with self_weight"),
+    ]
+    for args, name in cases:
+        with pytest.raises(RuntimeError, match=name):
+            cpu.aggregate_rows(*args)
+
+
+def mlp_params(sizes):
+    return ([torch.randn(o, i) for i, o in zip(sizes, sizes[1:])], [torch.randn(o) for o in sizes[1:]])
+
+
+@pytest.mark.parametrize("which,bad", [("u", 10), ("v", -1), ("u", 1 << 40)])
+def test_score_pairs_rejects_indices_out_of_range(which, bad):
+    z = torch.randn(10, 8)
+    u, v = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
+    (u if which == "u" else v)[1] = bad
+    with pytest.raises(RuntimeError, match=rf"{which} must index the 10 rows of z"):
+        cpu.score_pairs(z, u, v, *mlp_params([8, 4, 1]))
+
+
+def test_score_pairs_rejects_bad_shapes_and_dtypes():
+    z, u, v = torch.randn(10, 8), torch.tensor([1, 2]), torch.tensor([3, 4])
+    weights, biases = mlp_params([8, 4, 1])
+    cases = [
+        ((z.long(), u, v, weights, biases), "'z'"),
+        ((z, u.float(), v, weights, biases), "'u'"),
+        ((z, u, v[:1], weights, biases), "'v'"),
+        ((z, u, v, weights, biases[:1]), "one bias per weight"),
+        ((z, u, v, [], []), "at least one layer"),
+        ((z, u, v, *mlp_params([7, 4, 1])), r"weights\[0\] must be \[out, 8\]"),
+        ((z, u, v, *mlp_params([8, 4, 2])), "one logit"),
+        ((z, u, v, weights, [biases[0][:3], biases[1]]), r"'biases\[0\]'"),
+        ((z, u, v, weights, biases, 0), "block must be positive"),
+    ]
+    for args, name in cases:
+        with pytest.raises(RuntimeError, match=name):
+            cpu.score_pairs(*args)
+
+
+def test_exit_decision_rejects_bad_shapes_and_dtypes():
+    h = torch.randn(5, 6)
+    w1, b1, w2, b2 = torch.randn(4, 6), torch.randn(4), torch.randn(2, 4), torch.randn(2)
+    cases = [
+        ((h.long(), w1, b1, w2, b2, 0.5), "'h'"),
+        ((h, w1[:, :5], b1, w2, b2, 0.5), "'w1'"),
+        ((h, w1, b1[:3], w2, b2, 0.5), "'b1'"),
+        ((h, w1, b1, w2[:1], b2, 0.5), "'w2'"),
+        ((h, w1, b1, w2, b2, 0.5, torch.randn(6)), "needs both w_nu and b_nu"),
+        ((h, w1, b1, w2, b2, 0.5, torch.randn(5), torch.randn(1)), "'w_nu'"),
+    ]
+    for args, name in cases:
+        with pytest.raises(RuntimeError, match=name):
+            cpu.exit_decision(*args)
+
+
+def test_falls_back_to_torch_with_one_warning(monkeypatch):
+    monkeypatch.setitem(cpu._state, "error", "simulated build failure")
+    monkeypatch.setattr(cpu, "_warned", False)
+    rowptr, col, weight, h = small_graph()
+    rows = torch.tensor([2, 0])
+    with pytest.warns(UserWarning, match="simulated build failure") as record:
+        out = cpu.aggregate_rows(rowptr, col, weight, h, rows)
+        cpu.aggregate_rows(rowptr, col, weight, h, rows)
+    assert len(record) == 1 and record[0].filename == __file__
+    assert not cpu.available()
+    torch.testing.assert_close(out, torch_ops.aggregate_rows(rowptr, col, weight, h, rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cpu.score_pairs(torch.randn(3, 8), rows, rows, *mlp_params([8, 1]))
