@@ -150,3 +150,16 @@ def test_batch_size_gives_same_scores():
     a = lf.predict(graph, pairs, model=model, backend="torch")
     b = lf.predict(graph, pairs, model=model, backend="torch", batch_size=10)
     assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("exit, semantics", [("node", "freeze"), ("subgraph", "readout"), ("none", "freeze")])
+def test_engine_on_triton_kernels(exit, semantics):
+    """predict(backend="triton") on CPU tensors runs the Triton kernels through the interpreter."""
+    if "triton" not in available_backends():
+        pytest.skip("triton is not installed")
+    graph = random_graph(40, 90, 1, 5)
+    torch.manual_seed(1)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 40, hidden=8, layers=3, backbone="sas" if exit == "node" else "gcn",
+                                               exit=exit, semantics=semantics)).eval()
+    pairs = torch.tensor([[0, 1], [3, 3], [5, 39], [7, 2]])
+    assert check_contract(model, graph, pairs, 0.55, "triton")
