@@ -43,9 +43,9 @@ def csr_gather(rowptr: torch.Tensor, rows: torch.Tensor) -> Tuple[torch.Tensor, 
     start = rowptr[rows]
     counts = rowptr[rows + 1] - start
     total = int(counts.sum()) if rows.numel() else 0
-    seg = torch.repeat_interleave(torch.arange(rows.numel()), counts, output_size=total)
+    seg = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), counts, output_size=total)
     first = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(total) - first[seg] + start[seg]
+    pos = torch.arange(total, device=rows.device) - first[seg] + start[seg]
     return pos, seg
 
 
@@ -57,7 +57,7 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
     are still reached, so their (frozen) state can be read.
     """
     n = rowptr.numel() - 1
-    dist = torch.full((n,), UNREACHED, dtype=torch.int64)
+    dist = torch.full((n,), UNREACHED, dtype=torch.int64, device=rowptr.device)
     dist[sources] = 0
     frontier = (dist == 0).nonzero().squeeze(1)
     for hop in range(1, max_hops + 1):
@@ -67,7 +67,7 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
             break
         pos, _ = csr_gather(rowptr, frontier)
         # mark-then-scan instead of unique(): O(n) per hop rather than a sort of the neighbour list
-        seen = torch.zeros(n, dtype=torch.bool)
+        seen = torch.zeros(n, dtype=torch.bool, device=rowptr.device)
         seen[col[pos]] = True
         seen &= dist == UNREACHED
         frontier = seen.nonzero().squeeze(1)
@@ -159,16 +159,17 @@ class _Run:
         dist = hop_distance(graph.rowptr, graph.col, ends, self.L)
         scope = (dist <= self.L).nonzero().squeeze(1)
         n_glob = graph.num_nodes
+        dev = self.dev = graph.rowptr.device
         dinv = graph.dinv(model.self_loops)
         if scope.numel() < 0.8 * n_glob:
-            g2l = torch.full((n_glob,), -1, dtype=torch.int64)
-            g2l[scope] = torch.arange(scope.numel())
+            g2l = torch.full((n_glob,), -1, dtype=torch.int64, device=dev)
+            g2l[scope] = torch.arange(scope.numel(), device=dev)
             inner = scope[dist[scope] < self.L]  # boundary rows are read, never updated
             pos, seg = csr_gather(graph.rowptr, inner)
             row_g, col_g = inner[seg], graph.col[pos]
-            counts = torch.zeros(scope.numel(), dtype=torch.int64)
+            counts = torch.zeros(scope.numel(), dtype=torch.int64, device=dev)
             counts[g2l[inner]] = graph.rowptr[inner + 1] - graph.rowptr[inner]
-            self.rowptr = torch.zeros(scope.numel() + 1, dtype=torch.int64)
+            self.rowptr = torch.zeros(scope.numel() + 1, dtype=torch.int64, device=dev)
             torch.cumsum(counts, 0, out=self.rowptr[1:])
             self.col = g2l[col_g]
             self.weight = dinv[row_g] * dinv[col_g]
@@ -210,7 +211,7 @@ class _Run:
         xs = _sparse_features(g)
         if xs is not None:
             rowptr, col, val = xs
-            sel = torch.arange(g.num_nodes) if rows is None else rows
+            sel = torch.arange(g.num_nodes, device=self.dev) if rows is None else rows
             out = self.ops.aggregate_rows(rowptr, col, val, w.T.contiguous(), sel)
             self.stats.flops_gnn += float((rowptr[sel + 1] - rowptr[sel]).sum()) * w.shape[0]
             return out if b is None else out + b
@@ -240,13 +241,13 @@ class _Run:
         cols = self.agg_col[pos]
         frozen = exited[cols]
         if self.cache is None:
-            self.cache = torch.zeros(self.n, self.m)
+            self.cache = torch.zeros(self.n, self.m, device=self.dev)
         fz = frozen.nonzero().squeeze(1)
         self.cache.index_add_(0, rows[seg[fz]], h[cols[fz]] * self.agg_weight[pos[fz], None])
         live = ~frozen
-        counts = torch.zeros(self.n, dtype=torch.int64)
-        counts.index_add_(0, rows[seg[live]], torch.ones(int(live.sum()), dtype=torch.int64))
-        rowptr = torch.zeros(self.n + 1, dtype=torch.int64)
+        counts = torch.zeros(self.n, dtype=torch.int64, device=self.dev)
+        counts.index_add_(0, rows[seg[live]], torch.ones(int(live.sum()), dtype=torch.int64, device=self.dev))
+        rowptr = torch.zeros(self.n + 1, dtype=torch.int64, device=self.dev)
         torch.cumsum(counts, 0, out=rowptr[1:])
         self.agg_rowptr, self.agg_col, self.agg_weight = rowptr, cols[live], self.agg_weight[pos[live]]
 
@@ -254,17 +255,18 @@ class _Run:
     def run(self) -> Tuple[torch.Tensor, torch.Tensor]:
         model, c, ops, st = self.model, self.c, self.ops, self.stats
         L, m, n = self.L, self.m, self.n
+        dev = self.dev
         k = _layer_k(model)
         P = self.slots.shape[0]
         n_ends = self.ends.numel()
-        exited = torch.zeros(n, dtype=torch.bool)
-        exit_layer = torch.full((n,), L, dtype=torch.int64)
-        ready = torch.zeros(n)
-        zsel = torch.empty(n_ends, m)
-        unresolved = torch.ones(P, dtype=torch.bool)
-        logits = torch.empty(P)
-        end_pos = torch.full((n,), -1, dtype=torch.int64)
-        end_pos[self.ends] = torch.arange(n_ends)
+        exited = torch.zeros(n, dtype=torch.bool, device=dev)
+        exit_layer = torch.full((n,), L, dtype=torch.int64, device=dev)
+        ready = torch.zeros(n, device=dev)
+        zsel = torch.empty(n_ends, m, device=dev)
+        unresolved = torch.ones(P, dtype=torch.bool, device=dev)
+        logits = torch.empty(P, device=dev)
+        end_pos = torch.full((n,), -1, dtype=torch.int64, device=dev)
+        end_pos[self.ends] = torch.arange(n_ends, device=dev)
         w_pred = [lin.weight for lin in model.predictor.lins]
         b_pred = [lin.bias for lin in model.predictor.lins]
         dist = self.dist
@@ -312,7 +314,7 @@ class _Run:
                     flag, step_rows = self._decide(model.head(l), h[rows], l, 0, rows)
                 decided += rows.numel()
                 if step_rows is not None:
-                    step = torch.zeros(n)
+                    step = torch.zeros(n, device=dev)
                     step[rows] = step_rows
                 new = rows[flag & ~exited[rows]]
                 exited[new] = True
@@ -326,7 +328,7 @@ class _Run:
                     st.nodes_decided.append(decided)
                     break
                 # Lazy re-scoping: only when the set of endpoints still needed shrank enough.
-                need = torch.zeros(n_ends, dtype=torch.bool)
+                need = torch.zeros(n_ends, dtype=torch.bool, device=dev)
                 need[self.slots[unresolved].flatten()] = True
                 need &= ~ex_end
                 n_src = int(need.sum())

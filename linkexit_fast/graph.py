@@ -69,7 +69,7 @@ class Graph:
         """Row index of every CSR entry, int64 ``[2 E]`` (cached)."""
         if "row" not in self._cache:
             self._cache["row"] = torch.repeat_interleave(
-                torch.arange(self.num_nodes, dtype=torch.int64), self.deg)
+                torch.arange(self.num_nodes, dtype=torch.int64, device=self.rowptr.device), self.deg)
         return self._cache["row"]
 
     def edge_index(self) -> torch.Tensor:
@@ -89,6 +89,11 @@ class Graph:
         data = np.ones(self.col.numel(), dtype=np.float32)
         return sp.csr_matrix((data, self.col.numpy(), self.rowptr.numpy()),
                              shape=(self.num_nodes, self.num_nodes))
+
+    def to(self, device) -> "Graph":
+        """A copy on ``device`` (e.g. ``"cuda"`` for the Triton backend)."""
+        return Graph(self.rowptr.to(device), self.col.to(device), self.num_nodes,
+                     None if self.x is None else self.x.to(device), self.num_self_loops_removed)
 
     def with_features(self, x) -> "Graph":
         return Graph(self.rowptr, self.col, self.num_nodes, check_features(x, self.num_nodes),

@@ -110,7 +110,7 @@ class NormAdj:
     def neighbor_mean(self, v: torch.Tensor) -> torch.Tensor:
         """Mean of ``v [N]`` over each node's neighbours; isolated nodes get 1 (vacuously ready)."""
         g = self.graph
-        s = torch.zeros(g.num_nodes, dtype=v.dtype).index_add_(0, g.row, v[g.col])
+        s = torch.zeros(g.num_nodes, dtype=v.dtype, device=v.device).index_add_(0, g.row, v[g.col])
         deg = g.deg.to(v.dtype)
         return torch.where(deg > 0, s / deg.clamp(min=1), torch.ones_like(s))
 
@@ -118,7 +118,7 @@ class NormAdj:
 def gumbel_noise(seed: int, layer: int, head: int, ids: torch.Tensor) -> torch.Tensor:
     """Counter-based Gumbel noise ``[len(ids), 2]``: a pure function of (seed, layer, head, node id),
     so any subset of nodes sees the same draws (splitmix64-style integer hash)."""
-    key = ids.to(torch.int64)[:, None] * 4 + head * 2 + torch.arange(2)[None, :]
+    key = ids.to(torch.int64)[:, None] * 4 + head * 2 + torch.arange(2, device=ids.device)[None, :]
     x = key * 0x9E3779B1 + (seed * 1000003 + layer * 7919 + 12345)
     for shift, mult in ((16, 0x45D9F3B), (16, 0x45D9F3B), (16, 1)):
         x = (x ^ (x >> shift)) * mult
@@ -309,7 +309,7 @@ class EarlyExitLinkPredictor(nn.Module):
         if noise_key is not None:
             gumbel = gumbel_noise(*noise_key)
         else:
-            u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).clamp(1e-10, 1 - 1e-7)
+            u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device).clamp(1e-10, 1 - 1e-7)
             gumbel = -torch.log(-torch.log(u))
         soft = torch.softmax((logits + gumbel) / nu[:, None], dim=-1)
         hard = F.one_hot(soft.argmax(-1), 2).to(soft.dtype)
@@ -330,12 +330,13 @@ class EarlyExitLinkPredictor(nn.Module):
         n, L = graph.num_nodes, c.layers
         h = self.encode_input(graph.x)
         deg1 = graph.deg.to(torch.float32) + (1.0 if self.self_loops else 0.0)
-        alive = torch.ones(n)
-        ready = torch.zeros(n)
-        exit_layer = torch.full((n,), L, dtype=torch.int64)
-        z = torch.zeros(n, c.hidden) if c.semantics == "readout" and c.exit != "none" else None
+        dev = h.device
+        alive = torch.ones(n, device=dev)
+        ready = torch.zeros(n, device=dev)
+        exit_layer = torch.full((n,), L, dtype=torch.int64, device=dev)
+        z = torch.zeros(n, c.hidden, device=dev) if c.semantics == "readout" and c.exit != "none" else None
         res = ForwardResult(z=h, exit_layer=exit_layer)
-        exit_prob = torch.full((L, n), float("nan"))
+        exit_prob = torch.full((L, n), float("nan"), device=dev)
         for l in range(L):
             hard_alive = alive.detach() > 0.5
             res.active_nodes.append(int(hard_alive.sum()))
@@ -344,7 +345,7 @@ class EarlyExitLinkPredictor(nn.Module):
             if c.exit != "none" and l >= self.first_exit:
                 head = self.head(l)
                 nu = head.temperature(h)
-                ids = torch.arange(n)
+                ids = torch.arange(n, device=dev)
                 key = (self.sample_seed, l, 0, ids) if mode == "sample" else None
                 e, step, p = self._sample(head.logits(h), nu, mode, threshold, generator, key)
                 if c.exit == "subgraph":
