@@ -17,7 +17,6 @@ import platform
 import resource
 import statistics
 import sys
-import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 import linkexit_fast as lf
 from linkexit_fast.datasets import data_root, load_heart, load_ogbl, synthetic
 from linkexit_fast.evaluate import flatten_eval_pairs
+from linkexit_fast.timing import median_time
 
 RUNS = Path(os.environ.get("LINKEXIT_BENCH_RUNS", "runs/bench"))
 THRESHOLD = 0.9
@@ -130,15 +130,6 @@ def test_engine_case(benchmark, name, method):
 
 
 # ------------------------------------------------------------------------- script mode
-def _median(fn, rounds):
-    ts = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -157,7 +148,7 @@ def main():
         times = {m: [] for m in methods}
         for _ in range(args.rounds):  # interleaved rounds: load changes hit every method alike
             for m in methods:
-                times[m].append(_median(lambda: METHODS[m](graph, pairs, model), 1))
+                times[m].append(median_time(lambda: METHODS[m](graph, pairs, model), 1)[0])
         med = {m: statistics.median(v) for m, v in times.items()}
         row = {"case": name, "pairs": len(pairs), "scope_nodes": st.scope_nodes, "backend": st.backend,
                "seconds": med, "flops": st.flops, "flops_gnn": st.flops_gnn, "flops_decoder": st.flops_decoder,
@@ -182,7 +173,7 @@ def main():
                        f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}",
             "threshold": THRESHOLD, "memory_bound_mib_1M": bound / 2**20}
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    lines = [f"# Engine benchmarks (CPU)", "", f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}.",
+    lines = ["# Engine benchmarks (CPU)", "", f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}.",
              f"Medians of {args.rounds} interleaved rounds; threshold {THRESHOLD}; FLOPs are multiply-accumulates (Eq. 6).", "",
              "| case | pairs | engine s | engine t=1.0 s | reference s | PyG s | speed-up vs ref | FLOP ratio | GNN speed-up | GNN FLOP ratio | (d)/(c) | mean exit layer |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]

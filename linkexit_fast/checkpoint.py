@@ -3,7 +3,6 @@ JSON config in its metadata. Nothing is unpickled, so loading a crafted file can
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 from typing import Optional

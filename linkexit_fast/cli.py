@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -132,21 +131,12 @@ def cmd_pareto(args):
         args.epochs = args.epochs or 12
     args.layers = args.layers or "1,2,4,8"
     overrides = {k: getattr(args, k) for k in ("hidden", "epochs", "max_minutes", "lr") if getattr(args, k) is not None}
-    res = run_pareto(split, Path(args.out), backbones=args.backbones.split(","),
-                     layers=[int(x) for x in args.layers.split(",")],
-                     thresholds=[float(x) for x in args.thresholds.split(",")], seeds=args.seeds,
-                     repeats=args.repeats, backend=args.backend, train_overrides=overrides,
-                     eval_positives=args.eval_positives)
+    run_pareto(split, Path(args.out), backbones=args.backbones.split(","),
+               layers=[int(x) for x in args.layers.split(",")],
+               thresholds=[float(x) for x in args.thresholds.split(",")], seeds=args.seeds,
+               repeats=args.repeats, backend=args.backend, train_overrides=overrides,
+               eval_positives=args.eval_positives)
     print((Path(args.out) / "pareto.md").read_text())
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def cmd_demo(args):
@@ -155,6 +145,7 @@ def cmd_demo(args):
     from .engine import predict
     from .evaluate import flatten_eval_pairs, split_scores
     from .metrics import evaluate_scores
+    from .timing import median_time
     split = synthetic(num_nodes=args.nodes, avg_degree=10, num_features=32, num_communities=8, seed=0)
     print(split.describe())
     targs = argparse.Namespace(hidden=64, layers=args.layers, backbone="gcn", exit="node",
@@ -176,13 +167,13 @@ def cmd_demo(args):
     dist = torch.bincount(layers, minlength=L + 1).float() / layers.numel()
     print("exit-layer distribution of queried endpoints: " +
           " ".join(f"L{l}:{100 * f:.0f}%" for l, f in enumerate(dist.tolist())))
-    t_eng = _median_time(lambda: predict(split.graph, pairs, threshold=args.threshold, model=model), 5)
-    t_ref = _median_time(lambda: predict(split.graph, pairs, threshold=args.threshold, model=model,
-                                         backend="reference"), 5)
+    t_eng = median_time(lambda: predict(split.graph, pairs, threshold=args.threshold, model=model), 5)[0]
+    t_ref = median_time(lambda: predict(split.graph, pairs, threshold=args.threshold, model=model,
+                                         backend="reference"), 5)[0]
     small = pairs[:100]
-    t_eng_small = _median_time(lambda: predict(split.graph, small, threshold=args.threshold, model=model), 5)
-    t_ref_small = _median_time(lambda: predict(split.graph, small, threshold=args.threshold, model=model,
-                                               backend="reference"), 5)
+    t_eng_small = median_time(lambda: predict(split.graph, small, threshold=args.threshold, model=model), 5)[0]
+    t_ref_small = median_time(lambda: predict(split.graph, small, threshold=args.threshold, model=model,
+                                               backend="reference"), 5)[0]
     print(f"engine backend {st.backend}: {st.flops:.3g} MACs vs dense reference {st.flops_dense:.3g} "
           f"(FLOP ratio {st.flops_dense / st.flops:.2f}x)")
     print(f"all {len(pairs):,} test pairs: engine {1e3 * t_eng:.1f} ms vs dense reference "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -21,6 +20,7 @@ from .datasets import LinkSplit
 from .engine import predict
 from .evaluate import flatten_eval_pairs, split_scores
 from .metrics import evaluate_scores
+from .timing import median_time
 
 __all__ = ["run_pareto", "frontier", "model_grid"]
 
@@ -48,15 +48,6 @@ def frontier(points: List[dict], cost: str) -> List[bool]:
                         and (q["mrr"] > p["mrr"] or q[cost] < p[cost]) for q in points)
         flags.append(not dominated)
     return flags
-
-
-def _time_eval(graph, pairs, model, threshold, backend, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        scores = predict(graph, pairs, threshold=threshold, model=model, backend=backend)
-        times.append(time.perf_counter() - t0)
-    return scores, statistics.median(times)
 
 
 def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4, 8),
@@ -98,7 +89,8 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
             if cache.exists():
                 raw.append(json.loads(cache.read_text()))
                 continue
-            scores, seconds = _time_eval(split.graph, pairs, model, thr, backend, repeats)
+            seconds, scores = median_time(lambda: predict(split.graph, pairs, threshold=thr, model=model,
+                                                          backend=backend), repeats)
             _, stats = predict(split.graph, pairs, threshold=thr, model=model, backend=backend,
                                return_stats=True)
             met = evaluate_scores(*split_scores(scores, pos, neg))

@@ -6,10 +6,12 @@ Tolerances (float32):
 * ``score_pairs``: rtol 1e-5, atol 1e-5 with ``1/sqrt(fan_in)``-scaled weights (logits are O(1)).
   The GEMMs run on different block shapes and the last layer is a fused dot product, so only
   the summation order differs.
-* ``exit_decision``: ``p_exit`` atol 1e-6; ``step`` atol 1e-5, because ``sigmoid(-diff / nu)``
-  scales logit rounding differences by up to ``1 / (4 nu) = 2.5`` at the clamp ``nu = 0.1``;
-  ``exit`` must match except where the reference ``p_exit`` lies within 1e-6 of the threshold,
-  where a last-bit difference may flip it.
+* ``exit_decision``: ``p_exit`` rtol 1e-5, atol 2e-6: logits reach ~30 for inputs scaled by
+  10, where float32 rounding in a different summation order (~4e-6) moves ``p_exit`` by up to
+  a quarter of that. ``step`` rtol 1e-5, atol 2e-5, because ``sigmoid(-diff / nu)`` scales
+  logit differences by up to ``1 / (4 nu) = 2.5`` at the clamp ``nu = 0.1``. ``exit`` must
+  match except where the reference ``p_exit`` lies within 1e-5 of the threshold, where such a
+  difference may flip it.
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ if not cpu.available():
 
 AGG_TOL = dict(rtol=1e-5, atol=1e-5)
 SCORE_TOL = dict(rtol=1e-5, atol=1e-5)
-PROB_ATOL = 1e-6
-STEP_ATOL = 1e-5
+P_EXIT_TOL = dict(rtol=1e-5, atol=2e-6)
+STEP_TOL = dict(rtol=1e-5, atol=2e-5)
+EXIT_MARGIN = 1e-5
 PROPERTY = settings(max_examples=200, deadline=None)
 
 # Widths around the 64-float column block and the 8/16-lane vector widths.
@@ -129,14 +132,14 @@ def test_score_pairs_many_blocks_heart_predictor():
 def assert_exit_matches(out, ref, threshold):
     p, exit, step = out
     p_ref, exit_ref, step_ref = ref
-    torch.testing.assert_close(p, p_ref, rtol=0, atol=PROB_ATOL)
+    torch.testing.assert_close(p, p_ref, **P_EXIT_TOL)
     assert exit.dtype == torch.bool
-    decided = (p_ref - threshold).abs() > PROB_ATOL
+    decided = (p_ref - threshold).abs() > EXIT_MARGIN
     assert torch.equal(exit[decided], exit_ref[decided])
     if step_ref is None:
         assert step is None
     else:
-        torch.testing.assert_close(step, step_ref, rtol=0, atol=STEP_ATOL)
+        torch.testing.assert_close(step, step_ref, **STEP_TOL)
 
 
 @PROPERTY

@@ -1,9 +1,7 @@
-import gzip
 import os
 import shutil
 import time
 
-import numpy as np
 import pytest
 import torch
 

@@ -136,8 +136,9 @@ def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequ
     ``chunk`` pairs are processed per block (``None``: the op's tuned default).
     """
     if _fall_back():
-        return torch_ops.score_pairs(z, u, v, weights, biases,
-                                     **({} if chunk is None else {"chunk": chunk}))
+        if chunk is None:
+            return torch_ops.score_pairs(z, u, v, weights, biases)
+        return torch_ops.score_pairs(z, u, v, weights, biases, chunk)
     weights_c: List[torch.Tensor] = [_real(w) for w in weights]
     biases_c: List[torch.Tensor] = [_real(b) for b in biases]
     return torch.ops.linkexit_fast.score_pairs(_real(z), _index(u), _index(v), weights_c, biases_c,
