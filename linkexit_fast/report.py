@@ -117,6 +117,10 @@ def compare(reports: Dict[str, dict], out_dir: Path) -> List[Path]:
     rows = ["| model | backbone | exit | semantics | L | test MRR | Hits@10 | mean exit layer | Eq. 6 MACs |",
             "|---|---|---|---|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(6, 4))
+    fixed = {n: r for n, r in reports.items() if r["config"]["exit"] == "none" and "valid" in r}
+    if fixed:  # the oracle of the paper's Fig. 4: the fixed depth with the best validation MRR
+        best = max(fixed, key=lambda n: fixed[n]["valid"]["metrics"].get("mrr", 0.0))
+        reports = dict(reports, **{f"oracle (= {best})": fixed[best]})
     for name, r in reports.items():
         c = r["config"]
         t = r.get("test", r.get("valid", {})).get("metrics", {})

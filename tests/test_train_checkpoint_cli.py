@@ -111,3 +111,14 @@ def test_pareto_command_resumes(tmp_path, capsys):
     stamp = {p.name: p.stat().st_mtime for p in (tmp_path / "points").iterdir()}
     cli(args)  # resumed from the cache: nothing retrained or re-measured
     assert stamp == {p.name: p.stat().st_mtime for p in (tmp_path / "points").iterdir()}
+
+
+def test_compare_marks_the_oracle(tmp_path):
+    from linkexit_fast.report import compare
+    base = {"mean_exit_layer": 2.0, "flops_paper": 1e6}
+    reports = {f"L{l}": dict(base, config={"backbone": "gcn", "exit": "none", "semantics": "freeze", "layers": l},
+                             valid={"metrics": {"mrr": mrr}}, test={"metrics": {"mrr": mrr, "hits@10": 0.5}})
+               for l, mrr in ((1, 0.2), (3, 0.3), (5, 0.1))}
+    compare(reports, tmp_path)
+    table = (tmp_path / "compare.md").read_text()
+    assert "oracle (= L3)" in table and (tmp_path / "compare.png").exists()
