@@ -163,3 +163,19 @@ def test_engine_on_triton_kernels(exit, semantics):
                                                exit=exit, semantics=semantics)).eval()
     pairs = torch.tensor([[0, 1], [3, 3], [5, 39], [7, 2]])
     assert check_contract(model, graph, pairs, 0.55, "triton")
+
+
+def test_frozen_neighbour_cache_is_exact(monkeypatch):
+    """Once many nodes freeze, their contributions move into the cache; scores stay exact."""
+    from linkexit_fast import engine
+    calls = []
+    orig = engine._Run._rebuild_cache
+    monkeypatch.setattr(engine._Run, "_rebuild_cache", lambda self, *a: (calls.append(1), orig(self, *a)))
+    graph = random_graph(300, 1500, 1, 9)
+    torch.manual_seed(4)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 300, hidden=16, layers=6, backbone="resgcn", exit="node")).eval()
+    probe = model(graph, mode="threshold", threshold=1.0)
+    thr = float(probe.exit_prob[0].quantile(0.6)) + 1e-4  # 40 % freeze at the first decision
+    pairs = torch.randint(0, 300, (200, 2), generator=torch.Generator().manual_seed(0))
+    assert check_contract(model, graph, pairs, thr, "torch")
+    assert calls, "the cache was never built"
