@@ -44,8 +44,10 @@ def _train_args(p):
     p.add_argument("--quiet", action="store_true")
 
 
-def train_checkpoint(args, split=None):
-    """Train one model from CLI-style arguments; returns (model, split, result, test_metrics)."""
+def train_checkpoint(args, split=None, test: bool = True):
+    """Train one model from CLI-style arguments; returns (model, split, result, test_metrics, cfg).
+
+    ``test=False`` skips the test evaluation (the Pareto sweep measures test quality itself)."""
     from .evaluate import evaluate
     from .train import TrainConfig, build_model, dataset_defaults, train
     split = split or _load_split(args)
@@ -60,7 +62,7 @@ def train_checkpoint(args, split=None):
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed, max_minutes=args.max_minutes, **tcfg)
     result = train(model, split, cfg, progress=not args.quiet)
     test = evaluate(model, split.graph, split.test_pos, split.test_neg, cfg.eval_threshold) \
-        if split.test_neg is not None else {}
+        if test and split.test_neg is not None else {}
     return model, split, result, test, cfg
 
 

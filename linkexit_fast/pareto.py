@@ -81,7 +81,7 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
                                       epochs=200, max_minutes=None, test_negatives=None, **spec)
             for k, v in (train_overrides or {}).items():
                 setattr(args, k, v)
-            model, _, result, _, _ = train_checkpoint(args, split)
+            model, _, result, _, _ = train_checkpoint(args, split, test=False)
             save(model, ckpt, metrics={"valid": result.best_valid, "epochs_run": result.epochs_run})
         model = load(ckpt).model
         for thr in (thresholds if spec["exit"] != "none" else (1.0,)):

@@ -1,8 +1,9 @@
 """The C++ ops (``linkexit_fast.backends.cpu``) against the torch specification (``torch_ops``).
 
 Tolerances (float32):
-* ``aggregate_rows``: rtol 1e-5, atol 1e-5. Both sum a row's edges in CSR order; the C++ kernel
-  may fuse multiply-add (one rounding instead of two per edge), so results differ by a few ulp.
+* ``aggregate_rows``: rtol 1e-5, atol 1e-5. The C++ kernel sums a row's edges in CSR order with
+  fused multiply-adds, torch_ops in ``torch.sparse.mm``'s order: a few ulp per edge, over up
+  to 300 edges per (hub) row.
 * ``score_pairs``: rtol 1e-5, atol 1e-5 with ``1/sqrt(fan_in)``-scaled weights (logits are O(1)).
   The GEMMs run on different block shapes and the last layer is a fused dot product, so only
   the summation order differs.
@@ -100,8 +101,10 @@ def test_aggregate_rows_converts_dtypes_and_layouts():
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 50), m=WIDTHS,
        num_pairs=st.one_of(st.just(0), st.just(1), st.integers(2, 300)),
        hidden=st.lists(st.integers(1, 70), min_size=0, max_size=2), same=st.booleans(),
-       chunk=st.one_of(st.none(), st.integers(1, 64)))
+       chunk=st.sampled_from([None, 1, 7, 64]))
 def test_score_pairs_matches_torch(seed, n, m, num_pairs, hidden, same, chunk):
+    if chunk == 1:
+        num_pairs = min(num_pairs, 20)  # every block synchronises the threads: keep it quick
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, m, generator=gen)
     u = torch.randint(0, n, (num_pairs,), generator=gen)
@@ -182,10 +185,11 @@ def small_graph():
     return rowptr, col, torch.rand(5), torch.randn(3, 4)
 
 
-@pytest.mark.parametrize("rows", [[3], [-1], [0, 5]])
+@pytest.mark.parametrize("rows", [[3], [-1], [0, 5], [1 << 40]])
 def test_aggregate_rows_rejects_rows_out_of_range(rows):
     rowptr, col, weight, h = small_graph()
-    with pytest.raises(RuntimeError, match=r"rows must lie in \[0, R\) with R = 3"):
+    i = len(rows) - 1
+    with pytest.raises(RuntimeError, match=rf"rows\[{i}\] = {rows[i]} is out of range \[0, R\) with R = 3"):
         cpu.aggregate_rows(rowptr, col, weight, h, torch.tensor(rows))
 
 
@@ -220,7 +224,8 @@ def test_aggregate_rows_rejects_bad_shapes_and_dtypes():
         ((rowptr, col, weight, h, rows, torch.rand(2)), "'self_weight'"),
         ((rowptr, col, weight, h, rows, None, torch.randn(3, 5)), "'cache'"),
         ((rowptr[:0], col, weight, h, rows[:0]), "rowptr must hold"),
-        ((rowptr, col, weight, h[:2], torch.tensor([2]), torch.rand(3)), "with self_weight"),
+        ((rowptr, col, weight, h[:2], torch.tensor([0, 2]), torch.rand(3)),
+         r"rows\[1\] = 2 with self_weight indexes h, which has 2 rows"),
     ]
     for args, name in cases:
         with pytest.raises(RuntimeError, match=name):
@@ -236,7 +241,7 @@ def test_score_pairs_rejects_indices_out_of_range(which, bad):
     z = torch.randn(10, 8)
     u, v = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
     (u if which == "u" else v)[1] = bad
-    with pytest.raises(RuntimeError, match=rf"{which} must index the 10 rows of z"):
+    with pytest.raises(RuntimeError, match=rf"{which}\[1\] = {bad} is out of range for z with 10 rows"):
         cpu.score_pairs(z, u, v, *mlp_params([8, 4, 1]))
 
 
