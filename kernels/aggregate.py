@@ -1,0 +1,182 @@
+r"""Row-subset CSR aggregation in Triton, atomic-free and balanced over hub rows.
+
+.. math::
+    out_i = \sum_{e = rowptr[r]}^{rowptr[r+1]-1} weight_e \, h_{col_e}
+            + self\_weight_r \, h_r + cache_r, \qquad r = rows_i
+
+Each active row's edge range is cut into chunks of at most ``edges_per_chunk`` edges, so a hub
+row (degree far above the edge block) is spread over many programs instead of serialising one.
+Chunk ``0`` of row ``i`` writes ``out[i]`` directly (with the self and cache terms); every further
+chunk writes its partial sum to its own slot of a ``[C - k, m]`` buffer, and a second pass, one
+program per (hub row, feature block), adds those slots into ``out`` (gather-style, no atomics, so
+results are deterministic). Graphs without hubs never allocate the buffer or launch the pass.
+
+This module also holds :func:`block_size`, the one block-size helper of ``linkexit_fast.kernels``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["aggregate_rows", "block_size", "EDGES_PER_CHUNK"]
+
+# Edges one program reduces. At m = 256 a chunk of 512 edges gathers 512 KB of h, about fifty
+# average rows of a degree-10 graph, so hubs spread over the SMs like ordinary rows; its partial
+# (m floats) is under 0.2% of those reads. A reasoned starting value: benchmarks/gpu_check.py
+# times alternatives on the 1M-node graph.
+EDGES_PER_CHUNK = 512
+# Edges gathered per loop step: a [16, 256] fp32 tile is 16 KB, 32 registers per thread at 4 warps,
+# and a typical degree-10 row finishes in one step.
+BLOCK_E = 16
+# Feature columns per program: a whole m = 256 row, so col/weight are read once per edge; wider
+# rows are split over a second grid axis rather than spilling registers.
+MAX_BLOCK_M = 256
+# Partial slots summed per step of the second pass.
+BLOCK_S = 16
+
+
+def block_size(n: int, *, cap: int, floor: int = 1, name: str = "size") -> int:
+    """The smallest power of two ``>= n`` (and ``>= floor``); raises ``ValueError`` above ``cap``.
+
+    ``floor`` is 16 where the block feeds ``tl.dot``, which needs every dimension ``>= 16``.
+    """
+    block = max(triton.next_power_of_2(max(int(n), 1)), floor)
+    if block > cap:
+        raise ValueError(f"{name} needs a block of {block}, above this kernel's cap of {cap}; "
+                         f"got {name}={n}")
+    return block
+
+
+@triton.jit
+def _aggregate_chunks_kernel(
+    # pointers: CSR graph, features, active rows, chunk map, optional terms, outputs
+    rowptr_ptr, col_ptr, weight_ptr, h_ptr, rows_ptr, chunk_row_ptr, chunk_ptr_ptr,
+    self_weight_ptr, cache_ptr, out_ptr, partial_ptr,
+    # sizes and strides
+    m, stride_hn, stride_hm, stride_cn, stride_cm, stride_on, stride_om, stride_pn, stride_pm,
+    # meta-parameters
+    EDGES_PER_CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_M: tl.constexpr,
+    HAS_SELF: tl.constexpr, HAS_CACHE: tl.constexpr,
+):
+    c = tl.program_id(0).to(tl.int64)
+    offs_m = tl.program_id(1).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < m
+
+    i = tl.load(chunk_row_ptr + c)          # position in rows / out
+    j = c - tl.load(chunk_ptr_ptr + i)      # chunk index inside that row
+    r = tl.load(rows_ptr + i)
+    row_end = tl.load(rowptr_ptr + r + 1)
+    e_lo = tl.load(rowptr_ptr + r) + j * EDGES_PER_CHUNK
+    e_hi = tl.minimum(e_lo + EDGES_PER_CHUNK, row_end)
+
+    # A 2-D accumulator defers the cross-lane reduction to one tl.sum after the loop.
+    acc = tl.zeros((BLOCK_E, BLOCK_M), dtype=tl.float32)
+    for e0 in range(e_lo, e_hi, BLOCK_E):
+        offs_e = e0 + tl.arange(0, BLOCK_E)
+        mask_e = offs_e < e_hi
+        nbr = tl.load(col_ptr + offs_e, mask=mask_e, other=0)
+        w = tl.load(weight_ptr + offs_e, mask=mask_e, other=0.0)
+        x = tl.load(h_ptr + nbr[:, None] * stride_hn + offs_m[None, :] * stride_hm,
+                    mask=mask_e[:, None] & mask_m[None, :], other=0.0)
+        acc += x.to(tl.float32) * w[:, None].to(tl.float32)
+    total = tl.sum(acc, axis=0)
+
+    # Chunk 0 writes out[i] with the self and cache terms; later chunks write partial slots. The
+    # choice is folded into scalar column limits (a scalar bool mask broadcast against a vector
+    # one is mis-typed by some Triton interpreters).
+    m_first = tl.where(j == 0, m, 0)
+    m_extra = m - m_first
+    if HAS_SELF:
+        sw = tl.load(self_weight_ptr + r)
+        hr = tl.load(h_ptr + r * stride_hn + offs_m * stride_hm, mask=offs_m < m_first, other=0.0)
+        total += sw.to(tl.float32) * hr.to(tl.float32)
+    if HAS_CACHE:
+        total += tl.load(cache_ptr + r * stride_cn + offs_m * stride_cm, mask=offs_m < m_first,
+                         other=0.0).to(tl.float32)
+    tl.store(out_ptr + i * stride_on + offs_m * stride_om, total, mask=offs_m < m_first)
+    # Chunk j >= 1 of row i owns slot c - i - 1: the rows before i hold chunk_ptr[i] - i extra chunks.
+    slot = c - i - 1
+    tl.store(partial_ptr + slot * stride_pn + offs_m * stride_pm, total, mask=offs_m < m_extra)
+
+
+@triton.jit
+def _add_partials_kernel(
+    # pointers
+    hub_ptr, chunk_ptr_ptr, partial_ptr, out_ptr,
+    # sizes and strides
+    m, stride_pn, stride_pm, stride_on, stride_om,
+    # meta-parameters
+    BLOCK_S: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    t = tl.program_id(0).to(tl.int64)
+    offs_m = tl.program_id(1).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < m
+
+    i = tl.load(hub_ptr + t)
+    s_lo = tl.load(chunk_ptr_ptr + i) - i
+    s_hi = tl.load(chunk_ptr_ptr + i + 1) - i - 1
+    acc = tl.zeros((BLOCK_S, BLOCK_M), dtype=tl.float32)
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        offs_s = s0 + tl.arange(0, BLOCK_S)
+        mask_s = offs_s < s_hi
+        acc += tl.load(partial_ptr + offs_s[:, None] * stride_pn + offs_m[None, :] * stride_pm,
+                       mask=mask_s[:, None] & mask_m[None, :], other=0.0)
+    out_ptrs = out_ptr + i * stride_on + offs_m * stride_om
+    first = tl.load(out_ptrs, mask=mask_m, other=0.0)
+    tl.store(out_ptrs, first + tl.sum(acc, axis=0), mask=mask_m)
+
+
+def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
+                   rows: torch.Tensor, self_weight: Optional[torch.Tensor] = None,
+                   cache: Optional[torch.Tensor] = None, *,
+                   edges_per_chunk: int = EDGES_PER_CHUNK) -> torch.Tensor:
+    """Launch the chunked aggregation; inputs are trusted (``backends/triton.py`` validates them).
+
+    ``rowptr``/``col``/``rows`` int64, ``weight``/``h``/``self_weight``/``cache`` float32, all on
+    one device; returns float32 ``[rows.numel(), h.shape[1]]``. ``edges_per_chunk`` only changes
+    the work split (tests shrink it to force many chunks per row).
+    """
+    if edges_per_chunk < 1:
+        raise ValueError(f"edges_per_chunk must be >= 1; got {edges_per_chunk}")
+    k, m = rows.numel(), h.shape[1]
+    out = torch.empty(k, m, dtype=torch.float32, device=h.device)
+    if k == 0 or m == 0:
+        return out
+    rowptr, col, weight, rows = (t.contiguous() for t in (rowptr, col, weight, rows))
+
+    # Chunk map, on the inputs' device: row i owns chunks [chunk_ptr[i], chunk_ptr[i + 1]), at least
+    # one so that isolated rows still get their self and cache terms.
+    counts = rowptr[rows + 1] - rowptr[rows]
+    per_row = torch.clamp((counts + edges_per_chunk - 1) // edges_per_chunk, min=1)
+    chunk_ptr = torch.zeros(k + 1, dtype=torch.int64, device=h.device)
+    torch.cumsum(per_row, 0, out=chunk_ptr[1:])
+    num_chunks = int(chunk_ptr[-1])
+    chunk_row = torch.repeat_interleave(torch.arange(k, device=h.device), per_row,
+                                        output_size=num_chunks)
+    num_extra = num_chunks - k
+    partial = torch.empty(max(num_extra, 1), m, dtype=torch.float32, device=h.device)
+
+    dummy = out  # stands in for absent optional tensors; never read (HAS_* is False)
+    sw = self_weight.contiguous() if self_weight is not None else dummy
+    ca = cache if cache is not None else dummy
+    BLOCK_M = block_size(min(m, MAX_BLOCK_M), cap=MAX_BLOCK_M, name="m")
+    grid = lambda META: (num_chunks, triton.cdiv(m, META["BLOCK_M"]))  # noqa: E731
+    _aggregate_chunks_kernel[grid](
+        rowptr, col, weight, h, rows, chunk_row, chunk_ptr, sw, ca, out, partial,
+        m, h.stride(0), h.stride(1), ca.stride(0), ca.stride(1), out.stride(0), out.stride(1),
+        partial.stride(0), partial.stride(1),
+        EDGES_PER_CHUNK=edges_per_chunk, BLOCK_E=BLOCK_E, BLOCK_M=BLOCK_M,
+        HAS_SELF=self_weight is not None, HAS_CACHE=cache is not None,
+    )
+    if num_extra:
+        hubs = torch.nonzero(per_row > 1).squeeze(1)
+        grid = lambda META: (hubs.numel(), triton.cdiv(m, META["BLOCK_M"]))  # noqa: E731
+        _add_partials_kernel[grid](
+            hubs, chunk_ptr, partial, out,
+            m, partial.stride(0), partial.stride(1), out.stride(0), out.stride(1),
+            BLOCK_S=BLOCK_S, BLOCK_M=BLOCK_M,
+        )
+    return out
