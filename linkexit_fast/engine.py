@@ -153,12 +153,17 @@ class _Run:
         self.exits = c.exit != "none"
         self.freeze = self.exits and c.semantics == "freeze"
         self.sample = model.eval_mode == "sample"
-        ends, slots = torch.unique(pairs, return_inverse=True)
-        self.slots = slots.view(-1, 2)
+        # Endpoints and each pair's slots among them, by marking rather than sorting (O(N + P)).
+        n_glob = graph.num_nodes
+        mark = torch.zeros(n_glob, dtype=torch.bool, device=pairs.device)
+        mark[pairs.flatten()] = True
+        ends = mark.nonzero().squeeze(1)
+        slot_of = torch.empty(n_glob, dtype=torch.int64, device=pairs.device)
+        slot_of[ends] = torch.arange(ends.numel(), device=pairs.device)
+        self.slots = slot_of[pairs]
         # Scope: everything within L hops of an endpoint; compact when that is a small part.
         dist = hop_distance(graph.rowptr, graph.col, ends, self.L)
         scope = (dist <= self.L).nonzero().squeeze(1)
-        n_glob = graph.num_nodes
         dev = self.dev = graph.rowptr.device
         dinv = graph.dinv(model.self_loops)
         if scope.numel() < 0.8 * n_glob:
@@ -263,7 +268,7 @@ class _Run:
         exit_layer = torch.full((n,), L, dtype=torch.int64, device=dev)
         ready = torch.zeros(n, device=dev)
         zsel = torch.empty(n_ends, m, device=dev)
-        unresolved = torch.ones(P, dtype=torch.bool, device=dev)
+        open_pairs = torch.arange(P, device=dev)  # unresolved pairs; shrinks as pairs resolve
         logits = torch.empty(P, device=dev)
         end_pos = torch.full((n,), -1, dtype=torch.int64, device=dev)
         end_pos[self.ends] = torch.arange(n_ends, device=dev)
@@ -273,8 +278,7 @@ class _Run:
         sources_at_bfs, exited_at_rebuild = n_ends, 0
         t_start = time.perf_counter()
 
-        def resolve(now: torch.Tensor) -> None:
-            idx = self._rows(now)
+        def resolve(idx: torch.Tensor) -> None:
             st.pairs_resolved.append(int(idx.numel()))
             if idx.numel():
                 t0 = time.perf_counter()
@@ -282,7 +286,6 @@ class _Run:
                 logits[idx] = ops.score_pairs(zsel, s[:, 0], s[:, 1], w_pred, b_pred)
                 st.time_decoder += time.perf_counter() - t0
                 st.flops_decoder += idx.numel() * model.predictor.flops_per_pair()
-                unresolved[idx] = False
 
         h = self._input()
         for l in range(L):
@@ -323,13 +326,16 @@ class _Run:
                 pos_ok = pos >= 0
                 zsel[pos[pos_ok]] = h[new[pos_ok]]
                 ex_end = exited[self.ends]
-                resolve(unresolved & ex_end[self.slots[:, 0]] & ex_end[self.slots[:, 1]])
-                if not bool(unresolved.any()):
+                s_open = self.slots[open_pairs]
+                done = ex_end[s_open[:, 0]] & ex_end[s_open[:, 1]]
+                resolve(open_pairs[done])
+                open_pairs, s_open = open_pairs[~done], s_open[~done]
+                if open_pairs.numel() == 0:
                     st.nodes_decided.append(decided)
                     break
                 # Lazy re-scoping: only when the set of endpoints still needed shrank enough.
                 need = torch.zeros(n_ends, dtype=torch.bool, device=dev)
-                need[self.slots[unresolved].flatten()] = True
+                need[s_open.flatten()] = True
                 need &= ~ex_end
                 n_src = int(need.sum())
                 if n_src <= 0.5 * sources_at_bfs or (self.freeze and int(exited.sum()) > 1.1 * exited_at_rebuild + 0.05 * n):
@@ -362,7 +368,7 @@ class _Run:
         rest = self.ends[~exited[self.ends]]
         zsel[end_pos[rest]] = h[rest]
         st.time_gnn = time.perf_counter() - t_start - st.time_decoder
-        resolve(unresolved.clone())
+        resolve(open_pairs)
         end_layers = exit_layer[self.ends][self.slots]
         return logits, end_layers
 
