@@ -161,7 +161,8 @@ class LinkPredictor(nn.Module):
         return self.lins[-1](x).squeeze(-1)
 
     def flops_per_pair(self) -> int:
-        return sum(2 * lin.in_features * lin.out_features for lin in self.lins) + self.lins[0].in_features
+        """Multiply-accumulates per scored pair (the Hadamard product plus each layer), the unit of Eq. 6."""
+        return sum(lin.in_features * lin.out_features for lin in self.lins) + self.lins[0].in_features
 
 
 @dataclass
@@ -383,8 +384,3 @@ class EarlyExitLinkPredictor(nn.Module):
     def score(self, z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """Link logits for ``pairs [P, 2]`` from output embeddings ``z``."""
         return self.predictor(z[pairs[:, 0]], z[pairs[:, 1]])
-
-    def flops_per_node(self) -> int:
-        """Dense FLOPs of one node update (the m^2 term of Eq. 6, times 2 for multiply-add)."""
-        m = self.config.hidden
-        return 2 * m * m * (2 if self.config.backbone == "sas" else 1)
