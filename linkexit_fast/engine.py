@@ -60,15 +60,23 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
     dist = torch.full((n,), UNREACHED, dtype=torch.int64, device=rowptr.device)
     dist[sources] = 0
     frontier = (dist == 0).nonzero().squeeze(1)
+    row = None
     for hop in range(1, max_hops + 1):
         if passable is not None:
             frontier = frontier[passable[frontier]]
         if frontier.numel() == 0:
             break
-        pos, _ = csr_gather(rowptr, frontier)
         # mark-then-scan instead of unique(): O(n) per hop rather than a sort of the neighbour list
         seen = torch.zeros(n, dtype=torch.bool, device=rowptr.device)
-        seen[col[pos]] = True
+        if frontier.numel() > n // 8:  # a wide frontier: one masked pass over all edges is cheaper
+            if row is None:
+                row = torch.repeat_interleave(torch.arange(n, device=rowptr.device), rowptr.diff())
+            fmask = torch.zeros(n, dtype=torch.bool, device=rowptr.device)
+            fmask[frontier] = True
+            seen[col[fmask[row]]] = True
+        else:
+            pos, _ = csr_gather(rowptr, frontier)
+            seen[col[pos]] = True
         seen &= dist == UNREACHED
         frontier = seen.nonzero().squeeze(1)
         dist[frontier] = hop
@@ -247,11 +255,21 @@ class _Run:
         frozen = exited[cols]
         if self.cache is None:
             self.cache = torch.zeros(self.n, self.m, device=self.dev)
-        fz = frozen.nonzero().squeeze(1)
-        self.cache.index_add_(0, rows[seg[fz]], h[cols[fz]] * self.agg_weight[pos[fz], None])
+
+        def sub_csr(keep: torch.Tensor) -> torch.Tensor:
+            counts = torch.zeros(rows.numel(), dtype=torch.int64, device=self.dev)
+            counts.index_add_(0, seg[keep], torch.ones(int(keep.sum()), dtype=torch.int64, device=self.dev))
+            rowptr = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=self.dev)
+            torch.cumsum(counts, 0, out=rowptr[1:])
+            return rowptr
+        # The frozen part goes through the aggregation op itself: no [edges, m] intermediate.
+        f_rowptr = sub_csr(frozen)
+        local_rows = torch.arange(rows.numel(), device=self.dev)
+        self.cache[rows] += self.ops.aggregate_rows(f_rowptr, cols[frozen], self.agg_weight[pos[frozen]], h,
+                                                   local_rows)
         live = ~frozen
         counts = torch.zeros(self.n, dtype=torch.int64, device=self.dev)
-        counts.index_add_(0, rows[seg[live]], torch.ones(int(live.sum()), dtype=torch.int64, device=self.dev))
+        counts[rows] = sub_csr(live).diff()
         rowptr = torch.zeros(self.n + 1, dtype=torch.int64, device=self.dev)
         torch.cumsum(counts, 0, out=rowptr[1:])
         self.agg_rowptr, self.agg_col, self.agg_weight = rowptr, cols[live], self.agg_weight[pos[live]]
