@@ -194,7 +194,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="linkexit-fast", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("demo", help="train on the synthetic default, then predict and time the engine")
-    p.add_argument("--nodes", type=int, default=5000)
+    p.add_argument("--nodes", type=int, default=20000)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--threshold", type=float, default=0.9)
