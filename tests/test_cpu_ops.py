@@ -27,8 +27,9 @@ from linkexit_fast.backends import cpu, torch_ops
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-if not cpu.available():
-    pytest.skip(f"C++ extension unavailable: {cpu._load_error()}", allow_module_level=True)
+from conftest import require_optional  # noqa: E402
+
+require_optional(cpu.available(), f"the C++ extension ({cpu._load_error()})")
 
 AGG_TOL = dict(rtol=1e-5, atol=1e-5)
 SCORE_TOL = dict(rtol=1e-5, atol=1e-5)

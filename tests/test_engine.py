@@ -6,7 +6,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import linkexit_fast as lf
-from conftest import require_data
+from conftest import require_data, require_optional
 from linkexit_fast.backends import available_backends
 from linkexit_fast.evaluate import reference_scores
 from linkexit_fast.models import BACKBONES, EXIT_MODES, SEMANTICS, EarlyExitLinkPredictor, ModelConfig
@@ -155,8 +155,7 @@ def test_batch_size_gives_same_scores():
 @pytest.mark.parametrize("exit, semantics", [("node", "freeze"), ("subgraph", "readout"), ("none", "freeze")])
 def test_engine_on_triton_kernels(exit, semantics):
     """predict(backend="triton") on CPU tensors runs the Triton kernels through the interpreter."""
-    if "triton" not in available_backends():
-        pytest.skip("triton is not installed")
+    require_optional("triton" in available_backends(), "triton")
     graph = random_graph(40, 90, 1, 5)
     torch.manual_seed(1)
     model = EarlyExitLinkPredictor(ModelConfig(6, 40, hidden=8, layers=3, backbone="sas" if exit == "node" else "gcn",

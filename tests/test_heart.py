@@ -13,6 +13,21 @@ from linkexit_fast.datasets import load_heart, synthetic
 from linkexit_fast.heart import default_eps, generate_negatives, load_negatives, save_negatives
 
 
+def slow_rank(row: np.ndarray, reproduce: bool) -> np.ndarray:
+    """Reference ranking with scipy: positives ranked (HeaRT's convention when ``reproduce``),
+    zero scores max + 1, excluded (negative) scores max + 2."""
+    pos = row > 0
+    if reproduce:
+        r = rankdata(row[pos], method="min")
+        r = r.max() - r + 1 if len(r) else r
+    else:
+        r = rankdata(-row[pos], method="min")
+    m = r.max() if len(r) else 0
+    out = np.where(row == 0, m + 1, m + 2).astype(np.float64)
+    out[pos] = r
+    return out
+
+
 # ---------------------------------------------------------------------- small graphs
 def featured_split(seed: int = 0, n: int = 60) -> LinkSplit:
     """A synthetic split with non-negative (binary) features, like Planetoid's."""
@@ -99,18 +114,6 @@ def slow_reference(split: LinkSplit, which: str, k: int, cn: str, agg: str,
     xn = x / norm[:, None]
     feat = np.maximum(xn @ xn.T, 0.0).astype(np.float32)
 
-    def rank(row):
-        pos = row > 0
-        if reproduce:
-            r = rankdata(row[pos], method="min")
-            r = r.max() - r + 1 if len(r) else r
-        else:
-            r = rankdata(-row[pos], method="min")
-        m = r.max() if len(r) else 0
-        out = np.where(row == 0, m + 1, m + 2).astype(np.float32)
-        out[pos] = r
-        return out
-
     def corrupt(u, o, excl):
         mask = excl[u].copy()
         mask[u] = mask[o] = True
@@ -122,7 +125,7 @@ def slow_reference(split: LinkSplit, which: str, k: int, cn: str, agg: str,
         else:
             rows.append(np.where(mask, -1.0, feat[u]).astype(np.float32))
         zero = np.logical_and.reduce([r == 0 for r in rows])
-        ranks = [rank(r) for r in rows]
+        ranks = [slow_rank(r, reproduce).astype(np.float32) for r in rows]
         if reproduce:
             feat[u] = ranks[-1]  # ... and overwrites it with the ranks
         comb = np.min(ranks, 0) if agg == "min" else np.mean(ranks, 0)
@@ -246,21 +249,9 @@ def test_default_eps_by_graph_size():
 def test_ranks_match_scipy_and_survive_one_more_exclusion(rows, reproduce, data):
     scores = torch.tensor(rows, dtype=torch.float32)
 
-    def expected(row):
-        pos = row > 0
-        if reproduce:
-            r = rankdata(row[pos], method="min")
-            r = r.max() - r + 1 if len(r) else r
-        else:
-            r = rankdata(-row[pos], method="min")
-        m = r.max() if len(r) else 0
-        out = np.where(row == 0, m + 1, m + 2).astype(np.float64)
-        out[pos] = r
-        return out
-
     got = H._rank_rows(scores, reproduce).numpy()
     for i, row in enumerate(scores.numpy()):
-        assert got[i].tolist() == expected(row).tolist()
+        assert got[i].tolist() == slow_rank(row, reproduce).tolist()
     other = torch.tensor(data.draw(st.lists(st.integers(0, 5), min_size=len(rows),
                                             max_size=len(rows))))
     s, c = H._exclude_one(scores, H._rank_counts(scores, reproduce), other, reproduce)

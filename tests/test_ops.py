@@ -8,7 +8,9 @@ from linkexit_fast.backends import available_backends
 
 def test_pyg_layer_loop_delegates_to_ops():
     """The example of docs/backend_swap.md equals PyG's own GCNConv stack."""
-    pytest.importorskip("torch_geometric")
+    import importlib.util
+    from conftest import require_optional
+    require_optional(importlib.util.find_spec("torch_geometric") is not None, "torch_geometric")
     from torch_geometric.nn import GCNConv
     torch.manual_seed(0)
     ei = torch.randint(0, 50, (2, 200))
