@@ -1,8 +1,12 @@
-"""GPU check of the Triton backend: correctness on CUDA, then Triton vs torch op timings.
+"""GPU check of the Triton backend: correctness on CUDA, op timings, end-to-end engine timings.
 
-Reproduce (repo root, on a CUDA machine)::
+Reproduce (repo root, on a CUDA machine; ``$LINKEXIT_DATA`` holding ``ogbl_ddi`` and
+``$LINKEXIT_BENCH_RUNS`` the trained benchmark checkpoints of ``test_engine_bench.py``)::
 
-    python benchmarks/gpu_check.py --out benchmarks/results/gpu_check.json
+    pip install --no-deps -e . && python benchmarks/gpu_check.py --out benchmarks/results/gpu_check.json
+
+On a CPU, ``python benchmarks/gpu_check.py --smoke`` runs every part through the Triton
+interpreter on tiny shapes (a dry run of the script, no meaningful timings).
 
 1. Correctness: every case of ``tests/test_triton_ops.py`` (its ``*_CASES`` and ``check_*``) on
    CUDA tensors, plus Triton vs torch on the benchmark inputs themselves.
@@ -14,9 +18,12 @@ Reproduce (repo root, on a CUDA machine)::
 Without CUDA the correctness cases run through the Triton interpreter on their tiny shapes, the
 GPU parts are skipped (said so on stdout and in the JSON), and the script exits 0.
 
-4. End to end (:func:`engine_callables`): the engine on the triton and torch backends, the dense
-   masked reference and a PyG GCNConv stack, identical weights, on the synthetic graph and
-   ogbl-ddi (when ``$LINKEXIT_DATA`` has it).
+4. End to end (:func:`engine_case`): the engine on the triton and torch backends, the dense
+   masked reference and a PyG GCNConv stack, identical weights, on the full test sets of the
+   1M-node synthetic graph and ogbl-ddi (when ``$LINKEXIT_DATA`` has it), with Eq. 6 FLOPs,
+   agreement with the reference, and the issue's three targets evaluated in ``targets``.
+
+The JSON is rewritten after every part, so a run cut short keeps what it measured.
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ if not torch.cuda.is_available():
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a source checkout without installing
 
+sys.path.insert(0, str(REPO / "benchmarks"))  # test_engine_bench: the PyG baseline
 from linkexit_fast.backends import torch_ops  # noqa: E402
 from linkexit_fast.backends import triton as triton_ops  # noqa: E402
 
@@ -77,20 +85,28 @@ def run_correctness(device: str) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- timing
-def time_cuda(fn: Callable[[], Any], warmup: int, repeats: int) -> Dict[str, float]:
-    """Per-call CUDA-event times of ``fn`` (host syncs inside ``fn`` included) in ms."""
+def time_calls(fn: Callable[[], Any], warmup: int, repeats: int) -> Dict[str, float]:
+    """Per-call times of ``fn`` in ms: CUDA events on a GPU (host syncs inside ``fn`` included),
+    the wall clock otherwise (the ``--smoke`` dry run)."""
+    cuda = torch.cuda.is_available()
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     times = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
+    for _ in range(max(repeats, 1)):
+        if cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
             "repeats": repeats}
 
@@ -100,7 +116,7 @@ def compare(fns: Mapping[str, Callable[[], Any]], warmup: int, repeats: int,
     """Time each callable; the first is the baseline. Adds GB/s and TFLOP/s from the given counts."""
     result: Dict[str, Any] = {}
     for name, fn in fns.items():
-        stats = time_cuda(fn, warmup, repeats)
+        stats = time_calls(fn, warmup, repeats)
         seconds = stats["median_ms"] / 1e3
         if bytes_moved is not None:
             stats["GB_per_s"] = bytes_moved / seconds / 1e9
@@ -115,65 +131,6 @@ def compare(fns: Mapping[str, Callable[[], Any]], warmup: int, repeats: int,
         result["bytes"] = int(bytes_moved)
     if flops is not None:
         result["flops"] = int(flops)
-    return result
-
-
-def engine_callables(split, device: str, num_pairs: int = 200_000) -> Dict[str, Callable[[], Any]]:
-    """End-to-end callables on ``split``'s test pairs, identical weights: the engine on the triton
-    and torch backends (threshold 0.9 and 1.0), the dense masked reference, and a PyG GCNConv stack.
-
-    The node-exit GCN (L = 3, m = 256) has random weights: this times kernels and bookkeeping, not
-    a trained exit policy.
-    """
-    import linkexit_fast as lf
-    from linkexit_fast.evaluate import flatten_eval_pairs
-    from linkexit_fast.models import EarlyExitLinkPredictor, ModelConfig
-    graph = split.graph.to(device)
-    torch.manual_seed(0)
-    model = EarlyExitLinkPredictor(ModelConfig(graph.num_features, graph.num_nodes, hidden=256, layers=3,
-                                               exit="node")).to(device).eval()
-    neg = split.test_neg if split.test_neg.dim() == 2 else split.test_neg.reshape(-1, 2)
-    pairs = flatten_eval_pairs(split.test_pos, neg)[:num_pairs].to(device)
-    fns: Dict[str, Callable[[], Any]] = {
-        "reference": lambda: lf.predict(graph, pairs, 0.9, model=model, backend="reference"),
-        "engine_torch": lambda: lf.predict(graph, pairs, 0.9, model=model, backend="torch"),
-        "engine_triton": lambda: lf.predict(graph, pairs, 0.9, model=model, backend="triton"),
-        "engine_triton_t1": lambda: lf.predict(graph, pairs, 1.0, model=model, backend="triton"),
-    }
-    try:
-        from torch_geometric.nn import GCNConv
-    except ImportError:
-        return fns
-    convs = []
-    for lin in model.convs:
-        conv = GCNConv(lin.in_features, lin.out_features, cached=True).to(device)
-        conv.lin.weight.data.copy_(lin.weight.data)
-        conv.bias.data.copy_(lin.bias.data)
-        convs.append(conv)
-    ei = graph.edge_index()
-
-    @torch.no_grad()
-    def pyg():
-        h = model.input_features(graph.x)
-        for i, conv in enumerate(convs):
-            h = conv(h, ei)
-            h = torch.nn.functional.gelu(h) if i < len(convs) - 1 else h
-        return model.score(h, pairs).sigmoid()
-    fns["pyg_fixed_depth"] = pyg
-    return fns
-
-
-def time_engine(fns: Mapping[str, Callable[[], Any]], warmup: int = 1, repeats: int = 5,
-                num_pairs: Optional[int] = None) -> Dict[str, Any]:
-    """End-to-end engine timings of ``fns`` (see :func:`engine_callables`), with pairs/s.
-
-    Same CUDA-event medians as the op timings; ``num_pairs`` (pairs scored per call) adds a
-    pairs-per-second throughput for each callable.
-    """
-    result = compare(fns, warmup, repeats)
-    if num_pairs is not None:
-        for name in fns:
-            result[name]["pairs_per_s"] = num_pairs / (result[name]["median_ms"] / 1e3)
     return result
 
 
@@ -196,19 +153,170 @@ def aggregate_bytes(rowptr: torch.Tensor, rows: torch.Tensor, m: int, self_weigh
     return edges * (8 + 4 + 4 * m) + rows.numel() * per_row
 
 
-def benchmark(args, device: str = "cuda") -> Dict[str, Any]:
+# ---------------------------------------------------------------------- end to end
+RUNS = Path(os.environ.get("LINKEXIT_BENCH_RUNS", REPO / "runs" / "bench"))
+THRESHOLD = 0.9  # the engine benchmarks' threshold (test_engine_bench.py)
+OTHER_THRESHOLDS = (0.5, 1.0)
+
+
+def bench_model(name: str, split, device: str):
+    """The trained checkpoint ``$LINKEXIT_BENCH_RUNS/name`` that ``test_engine_bench.py`` serves
+    (node-exit GCNs, L = 3, m = 256), else a random-weight node-exit GCN of that size, labelled so:
+    random heads rarely exit, so it times kernels and bookkeeping, not an exit policy."""
+    import linkexit_fast as lf
+    from linkexit_fast.models import EarlyExitLinkPredictor, ModelConfig
+    path = RUNS / name
+    if (path / "model.safetensors").exists():
+        return lf.load(path).model.to(device).eval(), f"trained checkpoint {path.name}"
+    torch.manual_seed(0)
+    g = split.graph
+    model = EarlyExitLinkPredictor(ModelConfig(g.num_features, g.num_nodes, hidden=256, layers=3,
+                                               exit="node"))
+    return model.to(device).eval(), f"random weights (no checkpoint at {path})"
+
+
+def stats_summary(stats, layers: int) -> Dict[str, Any]:
+    """An ``EngineStats`` as JSON, with the endpoints' exit-layer histogram."""
+    d = stats.as_dict()
+    ex = stats.exit_layer.flatten()
+    d["exit_layer_histogram"] = torch.bincount(ex.cpu(), minlength=layers + 1).tolist()
+    d["mean_exit_layer"] = float(ex.float().mean())
+    d["flop_ratio"] = stats.flops_dense / stats.flops
+    d["note"] = "time_gnn/time_decoder are host-clock stage splits (asynchronous on a GPU)"
+    return d
+
+
+def engine_case(split, model, device: str, warmup: int, repeats: int,
+                max_pairs: Optional[int] = None) -> Dict[str, Any]:
+    """The full test evaluation of ``split``, identical weights: the dense masked reference, the
+    engine on the torch and triton backends (threshold 0.9), the triton engine at thresholds 0.5
+    and 1.0 (no early exits), and a PyG GCNConv stack at fixed depth."""
+    import linkexit_fast as lf
+    from linkexit_fast.evaluate import flatten_eval_pairs
+    from test_engine_bench import pyg_fixed_depth  # the benchmarks' one PyG baseline
+
+    graph = split.graph.to(device)
+    pairs = flatten_eval_pairs(split.test_pos, split.test_neg)[:max_pairs].to(device)
+    res: Dict[str, Any] = {"nodes": graph.num_nodes, "directed_edges": int(graph.col.numel()),
+                           "pairs": int(pairs.shape[0]), "threshold": THRESHOLD}
+
+    def run(backend, threshold=THRESHOLD, stats=False):
+        return lf.predict(graph, pairs, threshold, model=model, backend=backend, return_stats=stats)
+
+    s_ref, st_ref = run("reference", stats=True)
+    s_tri, st_tri = run("triton", stats=True)
+    s_tor = run("torch")
+    res["check"] = {
+        "triton_vs_reference": max_error(s_tri, s_ref, atol=1e-5, rtol=0.0),
+        "triton_vs_torch": max_error(s_tri, s_tor, atol=1e-5, rtol=0.0),
+        "pairs_off_by_more_than_1e-5": int(((s_tri - s_ref).abs() > 1e-5).sum()),
+        "pairs_with_an_endpoint_exit_layer_differing": int(
+            (st_tri.exit_layer != st_ref.exit_layer).any(1).sum()),
+    }
+    L = model.config.layers
+    res[f"stats_triton_t{THRESHOLD}"] = stats_summary(st_tri, L)
+    res["stats_reference"] = {"flops": st_ref.flops, "flops_paper": st_ref.flops_paper}
+    del s_ref, s_tri, s_tor
+    for t in OTHER_THRESHOLDS:  # more (t = 0.5) or no (t = 1.0) early exits, same weights
+        s_t, st_t = run("triton", t, stats=True)
+        s_r, st_r = run("reference", t, stats=True)
+        res["check"][f"t{t}_pairs_off_by_more_than_1e-5"] = int(((s_t - s_r).abs() > 1e-5).sum())
+        res["check"][f"t{t}_pairs_with_an_endpoint_exit_layer_differing"] = int(
+            (st_t.exit_layer != st_r.exit_layer).any(1).sum())
+        res[f"stats_triton_t{t}"] = stats_summary(st_t, L)
+        del s_t, s_r
+
+    fns = {"reference": lambda: run("reference"),
+           "engine_torch": lambda: run("torch"),
+           "engine_triton": lambda: run("triton"),
+           **{f"engine_triton_t{t}": (lambda t=t: run("triton", t)) for t in OTHER_THRESHOLDS},
+           "pyg_fixed_depth": lambda: pyg_fixed_depth(graph, pairs, model)}
+    timings: Dict[str, Any] = {}
+    for name, fn in fns.items():
+        try:
+            timings[name] = time_calls(fn, warmup, repeats)
+            timings[name]["pairs_per_s"] = pairs.shape[0] / (timings[name]["median_ms"] / 1e3)
+        except Exception as err:  # noqa: BLE001 - e.g. out of memory: recorded, the rest still runs
+            timings[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    res["timings"] = timings
+    return res
+
+
+def evaluate_targets(results: Dict[str, Any]) -> Dict[str, Any]:
+    """The issue's three GPU targets, as ratios of numbers measured in this run."""
+    out: Dict[str, Any] = {}
+    for name, case in results.get("engine", {}).items():
+        t = case.get("timings", {})
+        ms = {k: v.get("median_ms") for k, v in t.items()}
+        entry: Dict[str, Any] = {}
+        for t in (THRESHOLD, OTHER_THRESHOLDS[0]):
+            engine = "engine_triton" if t == THRESHOLD else f"engine_triton_t{t}"
+            if ms.get("reference") and ms.get(engine):
+                speedup = ms["reference"] / ms[engine]
+                ratio = case[f"stats_triton_t{t}"]["flop_ratio"]
+                entry[f"speedup_vs_reference_t{t}"] = {
+                    "speedup": speedup, "flop_ratio": ratio, "needed": 0.7 * ratio,
+                    "met": speedup >= 0.7 * ratio}
+        if ms.get("pyg_fixed_depth") and ms.get("engine_triton_t1.0"):
+            over = ms["engine_triton_t1.0"] / ms["pyg_fixed_depth"]
+            entry["no_exit_overhead_vs_pyg"] = {"ratio": over, "needed": "<= 1.2", "met": over <= 1.2}
+        out[name] = entry
+    agg = results.get("aggregate_rows", {}).get("all_rows_self", {}).get("triton", {})
+    peak = results.get("copy_bandwidth", {}).get("GB_per_s")
+    if agg.get("GB_per_s") and peak:
+        share = agg["GB_per_s"] / peak
+        out["aggregation_bandwidth"] = {"GB_per_s": agg["GB_per_s"], "copy_GB_per_s": peak,
+                                        "share_of_copy": share, "needed": ">= 0.5",
+                                        "met": share >= 0.5}
+    return out
+
+
+# ---------------------------------------------------------------------- ops
+def copy_bandwidth(device: str, nbytes: int) -> Dict[str, Any]:
+    """The memory ceiling as this card delivers it: a device-to-device copy, bytes read + written."""
+    x = torch.randn(nbytes // 4, device=device)
+    y = torch.empty_like(x)
+    t = time_calls(lambda: y.copy_(x), 3, 20)
+    return dict(t, bytes=2 * nbytes, GB_per_s=2 * nbytes / (t["median_ms"] / 1e3) / 1e9)
+
+
+def kernel_resources() -> Dict[str, Any]:
+    """Registers, spills and shared memory of every compiled kernel variant (best effort: the
+    cache layout differs between Triton versions; empty under the interpreter)."""
+    import triton
+    out: Dict[str, Any] = {}
+    for mod in ("aggregate", "exit_head", "score_pairs"):
+        kmod = triton_ops._kernels(mod)
+        for name, fn in vars(kmod).items():
+            caches = getattr(fn, "device_caches", None) if isinstance(fn, triton.runtime.JITFunction) else None
+            for entry in (caches or {}).values():
+                cache = entry[0] if isinstance(entry, tuple) else entry
+                for k in getattr(cache, "values", lambda: [])():
+                    try:
+                        out.setdefault(name, []).append({
+                            "n_regs": k.n_regs, "n_spills": k.n_spills,
+                            "num_warps": k.metadata.num_warps, "shared": k.metadata.shared})
+                    except Exception as err:  # noqa: BLE001
+                        out.setdefault(name, []).append({"error": str(err)})
+    return out
+
+
+def op_benchmarks(args, device: str, results: Dict[str, Any], save: Callable[[], None]) -> None:
     from linkexit_fast.datasets import synthetic
 
     torch.backends.cuda.matmul.allow_tf32 = False  # the torch baseline computes in full fp32
     torch.manual_seed(0)
     tol = dict(atol=1e-4, rtol=1e-4)  # large shapes: longer fp32 sums than the unit tests
-    results: Dict[str, Any] = {}
+    results["copy_bandwidth"] = copy_bandwidth(device, args.copy_bytes)
+    print(f"device-to-device copy: {results['copy_bandwidth']['GB_per_s']:.0f} GB/s", flush=True)
 
     t0 = time.perf_counter()
     split = synthetic(args.nodes, 10, 64, 50, 0)
     graph = split.graph
     print(f"graph: {graph.num_nodes:,} nodes, {graph.col.numel():,} directed edges, max degree "
-          f"{int(graph.deg.max()):,} ({time.perf_counter() - t0:.1f} s to build)")
+          f"{int(graph.deg.max()):,} ({time.perf_counter() - t0:.1f} s to build)", flush=True)
     n, m = graph.num_nodes, args.m
     rowptr, col = graph.rowptr.to(device), graph.col.to(device)
     deg = (rowptr[1:] - rowptr[:-1]).to(torch.float32)
@@ -236,15 +344,22 @@ def benchmark(args, device: str = "cuda") -> Dict[str, Any]:
                              bytes_moved=aggregate_bytes(rowptr, rows, m, sw is not None,
                                                          ca is not None)))
         agg[name] = entry
-        torch.cuda.empty_cache()
-    # The chunk size is the one tuned constant of the aggregation: time the alternatives.
+    # The tiling constants of the aggregation, timed against alternatives on all rows.
     launcher = triton_ops._kernels("aggregate").aggregate_rows
     rows_all = configs["all_rows_self"][0]
-    agg["edges_per_chunk_sweep_all_rows"] = {
-        str(c): time_cuda(lambda c=c: launcher(rowptr, col, weight, h, rows_all, self_weight,
-                                               edges_per_chunk=c), args.warmup, args.repeats)
-        for c in (64, 256, 512, 2048, 1 << 30)}
+    nbytes = aggregate_bytes(rowptr, rows_all, m, True, False)
+    sweep = {}
+    for chunk, block_e, warps in [(512, 16, 4), (512, 8, 4), (512, 16, 8), (512, 32, 8),
+                                  (256, 16, 4), (2048, 16, 4), (1 << 30, 16, 4)]:
+        t = time_calls(lambda: launcher(rowptr, col, weight, h, rows_all, self_weight,
+                                        edges_per_chunk=chunk, block_e=block_e, num_warps=warps),
+                       args.warmup, args.repeats)
+        t["GB_per_s"] = nbytes / (t["median_ms"] / 1e3) / 1e9
+        sweep[f"chunk={chunk},block_e={block_e},warps={warps}"] = t
+    agg["tiling_sweep_all_rows"] = sweep
     results["aggregate_rows"] = agg
+    del cache
+    save()
 
     k, hidden = m, 32
     w1, b1 = torch.randn(hidden, k, device=device) / k ** 0.5, torch.randn(hidden, device=device)
@@ -281,19 +396,37 @@ def benchmark(args, device: str = "cuda") -> Dict[str, Any]:
             flops=P * (m + sum(2 * w.shape[0] * w.shape[1] for w in weights))))
         scores[f"{depth}_layers"] = entry
     results["score_pairs"] = dict(scores, num_pairs=P)
+    results["kernel_resources"] = kernel_resources()
+    save()
+    return split
 
-    engine_cases = {"synthetic": split}
-    try:
-        from linkexit_fast.datasets import data_root, load_ogbl
-        engine_cases["ogbl-ddi"] = load_ogbl("ogbl-ddi", data_root())
-    except FileNotFoundError as e:
-        print(f"ogbl-ddi skipped: {e}")
+
+def engine_benchmarks(args, device: str, synthetic_split, results: Dict[str, Any],
+                      save: Callable[[], None]) -> None:
+    from linkexit_fast.datasets import data_root, load_ogbl
+
+    cases = {"synthetic": ("synthetic", lambda: synthetic_split)}
+    if not args.skip_ddi:
+        cases["ogbl-ddi"] = ("ddi", lambda: load_ogbl("ogbl-ddi", data_root()))
     results["engine"] = {}
-    for name, case in engine_cases.items():
-        fns = engine_callables(case, device)
-        n_pairs = min(200_000, len(case.test_pos) + case.test_neg.reshape(-1, 2).shape[0])
-        results["engine"][name] = time_engine(fns, num_pairs=n_pairs)
-    return results
+    for name, (checkpoint, load) in cases.items():
+        t0 = time.perf_counter()
+        try:
+            split = load()
+            model, source = bench_model(checkpoint, split, device)
+            entry = engine_case(split, model, device, args.engine_warmup, args.engine_repeats,
+                                args.max_pairs)
+            entry["model"] = source
+        except FileNotFoundError as err:
+            entry = {"skipped": str(err)}
+        except Exception:  # noqa: BLE001 - keep the other case's numbers
+            entry = {"error": traceback.format_exc()}
+        entry["seconds_for_case"] = time.perf_counter() - t0
+        results["engine"][name] = entry
+        results["targets"] = evaluate_targets(results)
+        save()
+        print(f"engine case {name}: {entry.get('error', 'done')} ({entry['seconds_for_case']:.0f} s)",
+              flush=True)
 
 
 def print_summary(results: Dict[str, Any]) -> None:
@@ -306,16 +439,29 @@ def print_summary(results: Dict[str, Any]) -> None:
               f"x{entry['speedup_triton_vs_torch']:.2f}{extra}  max|err| "
               f"{check.get('max_abs_err', float('nan')):.2e}")
 
-    for name, entry in results["aggregate_rows"].items():
+    if "copy_bandwidth" in results:
+        print(f"copy ceiling {results['copy_bandwidth']['GB_per_s']:.0f} GB/s")
+    for name, entry in results.get("aggregate_rows", {}).items():
         if "triton" in entry:
             line(f"aggregate_rows {name}", entry)
-    sweep = results["aggregate_rows"]["edges_per_chunk_sweep_all_rows"]
-    print("edges_per_chunk sweep (all rows): " + ", ".join(
-        f"{c}: {s['median_ms']:.3f} ms" for c, s in sweep.items()))
-    line("exit_decision", results["exit_decision"])
-    for name, entry in results["score_pairs"].items():
+    for cfg, t in results.get("aggregate_rows", {}).get("tiling_sweep_all_rows", {}).items():
+        print(f"  sweep {cfg:36s} {t['median_ms']:8.3f} ms  {t['GB_per_s']:.0f} GB/s")
+    if "exit_decision" in results:
+        line("exit_decision", results["exit_decision"])
+    for name, entry in results.get("score_pairs", {}).items():
         if isinstance(entry, dict):
             line(f"score_pairs {name}", entry)
+    for name, case in results.get("engine", {}).items():
+        if "timings" not in case:
+            print(f"engine {name}: {case.get('skipped') or case.get('error', '')[-400:]}")
+            continue
+        ms = "  ".join(f"{k} {v['median_ms']:.2f}" if "median_ms" in v else f"{k} {v['error'][:60]}"
+                       for k, v in case["timings"].items())
+        st = case[f"stats_triton_t{THRESHOLD}"]
+        print(f"engine {name} ({case['pairs']:,} pairs, {case['model']}): {ms} ms; FLOP ratio "
+              f"{st['flop_ratio']:.2f}, mean exit layer {st['mean_exit_layer']:.2f}; check {case['check']}")
+    for name, t in results.get("targets", {}).items():
+        print(f"target {name}: {json.dumps(t)}")
 
 
 def main(argv=None) -> int:
@@ -326,7 +472,18 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=228_000)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--engine-warmup", type=int, default=1)
+    parser.add_argument("--engine-repeats", type=int, default=5)
+    parser.add_argument("--max-pairs", type=int, default=None, help="cap on each test set's pairs")
+    parser.add_argument("--copy-bytes", type=int, default=1 << 30)
+    parser.add_argument("--skip-ddi", action="store_true")
+    parser.add_argument("--smoke", action="store_true",
+                        help="CPU dry run of every part through the Triton interpreter, tiny shapes")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.nodes, args.m, args.pairs, args.max_pairs = 2000, 32, 300, 200
+        args.warmup, args.repeats, args.engine_warmup, args.engine_repeats = 0, 1, 0, 1
+        args.copy_bytes, args.skip_ddi = 1 << 20, True
 
     cuda = torch.cuda.is_available()
     report: Dict[str, Any] = {
@@ -335,33 +492,47 @@ def main(argv=None) -> int:
         "torch": torch.__version__, "python": platform.python_version(),
         "triton_available": triton_ops.available(),
     }
-    if report["triton_available"]:
-        import triton
-        report["triton"] = triton.__version__
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        report["gpu_properties"] = {"multiprocessors": props.multi_processor_count,
+                                    "memory_GiB": props.total_memory / 2**30}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        out.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+
     exit_code = 0
     if not report["triton_available"]:
         report["skipped"] = "triton unavailable: correctness and GPU timing skipped"
         print(report["skipped"])
     else:
+        import triton
+        report["triton"] = triton.__version__
         report["correctness"] = run_correctness("cuda" if cuda else "cpu")
         exit_code = 1 if report["correctness"]["failures"] else 0
-        if not cuda:
+        save()
+        if not cuda and not args.smoke:
             report["skipped"] = ("no CUDA device: GPU correctness and timing skipped; correctness "
-                                 "ran through the Triton interpreter on tiny shapes")
+                                 "ran through the Triton interpreter on tiny shapes (--smoke runs "
+                                 "the rest as a dry run)")
             print(f"GPU parts skipped: {report['skipped']}")
         else:
-            print(f"GPU: {report['gpu']}")
+            if cuda:
+                print(f"GPU: {report['gpu']}", flush=True)
+            results: Dict[str, Any] = {}
+            report["benchmark"] = results
             try:
-                report["benchmark"] = benchmark(args)
-                print_summary(report["benchmark"])
+                split = op_benchmarks(args, "cuda" if cuda else "cpu", results, save)
+                engine_benchmarks(args, "cuda" if cuda else "cpu", split, results, save)
             except Exception:  # noqa: BLE001 - keep what was measured, record the failure
                 report["benchmark_error"] = traceback.format_exc()
                 print(report["benchmark_error"])
                 exit_code = 1
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+            print_summary(results)
+            if any("error" in c for c in results.get("engine", {}).values()):
+                exit_code = 1
+    save()
     print(f"wrote {out}")
     return exit_code
 

@@ -80,7 +80,7 @@ def _pyg_stack(model, graph):
     from torch_geometric.nn import GCNConv
     convs = []
     for lin in model.convs:
-        conv = GCNConv(lin.in_features, lin.out_features, cached=True)
+        conv = GCNConv(lin.in_features, lin.out_features, cached=True).to(lin.weight.device)
         conv.lin.weight.data.copy_(lin.weight.data)
         conv.bias.data.copy_(lin.bias.data)
         convs.append(conv.eval())

@@ -31,6 +31,9 @@ EDGES_PER_CHUNK = 512
 # Edges gathered per loop step: a [16, 256] fp32 tile is 16 KB, 32 registers per thread at 4 warps,
 # and a typical degree-10 row finishes in one step.
 BLOCK_E = 16
+# 4 warps: the [16, 256] tile is 32 fp32 accumulators per thread (104 registers on sm_90, no
+# spills), so four programs fit an SM and their independent row gathers hide each other's latency.
+NUM_WARPS = 4
 # Feature columns per program: a whole m = 256 row, so col/weight are read once per edge; wider
 # rows are split over a second grid axis rather than spilling registers.
 MAX_BLOCK_M = 256
@@ -132,12 +135,14 @@ def _add_partials_kernel(
 def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
                    rows: torch.Tensor, self_weight: Optional[torch.Tensor] = None,
                    cache: Optional[torch.Tensor] = None, *,
-                   edges_per_chunk: int = EDGES_PER_CHUNK) -> torch.Tensor:
+                   edges_per_chunk: int = EDGES_PER_CHUNK, block_e: int = BLOCK_E,
+                   num_warps: int = NUM_WARPS) -> torch.Tensor:
     """Launch the chunked aggregation; inputs are trusted (``backends/triton.py`` validates them).
 
     ``rowptr``/``col``/``rows`` int64, ``weight``/``h``/``self_weight``/``cache`` float32, all on
     one device; returns float32 ``[rows.numel(), h.shape[1]]``. ``edges_per_chunk`` only changes
-    the work split (tests shrink it to force many chunks per row).
+    the work split (tests shrink it to force many chunks per row); ``block_e`` and ``num_warps``
+    only change the tiling (``benchmarks/gpu_check.py`` sweeps all three).
     """
     if edges_per_chunk < 1:
         raise ValueError(f"edges_per_chunk must be >= 1; got {edges_per_chunk}")
@@ -168,8 +173,8 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
         rowptr, col, weight, h, rows, chunk_row, chunk_ptr, sw, ca, out, partial,
         m, h.stride(0), h.stride(1), ca.stride(0), ca.stride(1), out.stride(0), out.stride(1),
         partial.stride(0), partial.stride(1),
-        EDGES_PER_CHUNK=edges_per_chunk, BLOCK_E=BLOCK_E, BLOCK_M=BLOCK_M,
-        HAS_SELF=self_weight is not None, HAS_CACHE=cache is not None,
+        EDGES_PER_CHUNK=edges_per_chunk, BLOCK_E=block_e, BLOCK_M=BLOCK_M,
+        HAS_SELF=self_weight is not None, HAS_CACHE=cache is not None, num_warps=num_warps,
     )
     if num_extra:
         hubs = torch.nonzero(per_row > 1).squeeze(1)

@@ -32,6 +32,10 @@ __all__ = ["score_pairs"]
 # Pairs per program: >= 16 for tl.dot; a [32, 256] fp32 input tile is 32 KB, 32 registers per
 # thread at 8 warps, and 228k pairs still make ~7k programs.
 BLOCK_P = 32
+# Pairs per program of the logit kernel, which also holds the hidden block and its product: at
+# [32, 256] inputs its gathering variant spilled ~6 KB per thread to the stack on sm_90 (cuobjdump
+# --dump-resource-usage); at 16 no variant spills (at most 178 registers for K = 512).
+BLOCK_P_LOGIT = 16
 # Output features per tl.dot step: a [256, 32] weight tile (32 KB) per step, re-read from L2.
 BLOCK_J = 32
 # The input tile spans the whole input width in registers; 512 (64 KB at BLOCK_P = 32) is the
@@ -152,7 +156,7 @@ def _logits(x, u, v, w, b, w_out, b_out, out, gather: bool) -> None:
     _pair_logit_kernel[grid](
         x, u, v, w, b, w_out, b_out, out,
         P, K, w.shape[0], x.stride(0), x.stride(1), w.stride(0), w.stride(1), w_out.stride(1),
-        GATHER=gather, HAS_HIDDEN=has_hidden, BLOCK_P=BLOCK_P, BLOCK_K=BLOCK_K, BLOCK_J=BLOCK_J,
+        GATHER=gather, HAS_HIDDEN=has_hidden, BLOCK_P=BLOCK_P_LOGIT, BLOCK_K=BLOCK_K, BLOCK_J=BLOCK_J,
         num_warps=_warps(BLOCK_K),
     )
 

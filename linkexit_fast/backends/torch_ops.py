@@ -28,7 +28,7 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
     if rows.numel() >= n_rows // 2 and col.numel():
         # Most rows wanted: one sparse product over all rows beats slicing out a sub-CSR.
         full = torch.sparse.mm(torch.sparse_csr_tensor(rowptr, col, weight.to(h.dtype), (n_rows, h.shape[0])), h)
-        out = full if rows.numel() == n_rows and torch.equal(rows, torch.arange(n_rows)) else full[rows]
+        out = full if rows.numel() == n_rows and torch.equal(rows, torch.arange(n_rows, device=rows.device)) else full[rows]
         return _epilogue(out, rows, h, self_weight, cache)
     # Slice the selected rows into a CSR of their own and let torch's sparse kernel do the sums.
     start = rowptr[rows]
