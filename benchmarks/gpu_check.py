@@ -241,7 +241,25 @@ def engine_case(split, model, device: str, warmup: int, repeats: int,
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     res["timings"] = timings
+    if torch.cuda.is_available():
+        res["profile_engine_triton"] = profile(fns["engine_triton"])
+        res["profile_reference"] = profile(fns["reference"])
     return res
+
+
+def profile(fn: Callable[[], Any], rows: int = 25) -> Dict[str, Any]:
+    """One call under torch.profiler: where the time of an end-to-end call goes."""
+    from torch.profiler import ProfilerActivity
+    with torch.profiler.profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    events = prof.key_averages()
+    return {"by_cuda_time": events.table(sort_by="self_cuda_time_total", row_limit=rows),
+            "by_cpu_time": events.table(sort_by="self_cpu_time_total", row_limit=rows),
+            "kernel_launches": int(sum(e.count for e in events if "cudaLaunchKernel" in e.key
+                                       or "cuLaunchKernel" in e.key)),
+            "syncs": int(sum(e.count for e in events if "Synchronize" in e.key
+                             or "cudaMemcpy" in e.key))}
 
 
 def evaluate_targets(results: Dict[str, Any]) -> Dict[str, Any]:
@@ -349,8 +367,8 @@ def op_benchmarks(args, device: str, results: Dict[str, Any], save: Callable[[],
     rows_all = configs["all_rows_self"][0]
     nbytes = aggregate_bytes(rowptr, rows_all, m, True, False)
     sweep = {}
-    for chunk, block_e, warps in [(512, 16, 4), (512, 8, 4), (512, 16, 8), (512, 32, 8),
-                                  (256, 16, 4), (2048, 16, 4), (1 << 30, 16, 4)]:
+    for chunk, block_e, warps in [(512, 16, 4), (512, 8, 4), (512, 4, 4), (512, 8, 2),
+                                  (512, 16, 8), (256, 8, 4), (2048, 8, 4), (1 << 30, 8, 4)]:
         t = time_calls(lambda: launcher(rowptr, col, weight, h, rows_all, self_weight,
                                         edges_per_chunk=chunk, block_e=block_e, num_warps=warps),
                        args.warmup, args.repeats)
@@ -375,6 +393,17 @@ def op_benchmarks(args, device: str, results: Dict[str, Any], save: Callable[[],
                             args.warmup, args.repeats,
                             bytes_moved=n * k * 4 + n * (4 + 1 + 4),  # h in; p, flag, step out
                             flops=n * (2 * k * hidden + 4 * hidden + 2 * k)))
+    exit_kernel = triton_ops._kernels("exit_head").exit_decision
+    exit_sweep = {}
+    for block_n, block_k, warps, precision in [(64, 32, 4, "ieee"), (128, 32, 4, "ieee"),
+                                               (64, 64, 4, "ieee"), (128, 64, 8, "ieee"),
+                                               (64, 32, 4, "tf32x3"), (128, 64, 8, "tf32x3")]:
+        kw = dict(block_n=block_n, block_k=block_k, num_warps=warps, precision=precision)
+        p_var = exit_kernel(*exit_args, **kw)[0]
+        t = time_calls(lambda kw=kw: exit_kernel(*exit_args, **kw), args.warmup, args.repeats)
+        t["max_abs_err_p_exit"] = float((p_var - p_ref).abs().max())
+        exit_sweep[f"block_n={block_n},block_k={block_k},warps={warps},{precision}"] = t
+    exit_res["tiling_sweep"] = exit_sweep
     results["exit_decision"] = exit_res
 
     P = args.pairs
@@ -394,6 +423,19 @@ def op_benchmarks(args, device: str, results: Dict[str, Any], save: Callable[[],
             args.warmup, args.repeats,
             bytes_moved=P * (2 * 8 + 2 * 4 * m + 4),  # u, v, two z rows in; one logit out
             flops=P * (m + sum(2 * w.shape[0] * w.shape[1] for w in weights))))
+        score_kernel = triton_ops._kernels("score_pairs").score_pairs
+        ref64 = torch_ops.score_pairs(h.double(), u, v, [w.double() for w in weights],
+                                      [b.double() for b in biases])
+        entry["precision_sweep"] = {}
+        for precision in ("ieee", "tf32x3"):
+            for chunk in ((4096, 32768) if depth > 2 else (32768,)):
+                out_var = score_kernel(h, u, v, weights, biases, chunk, precision=precision)
+                t = time_calls(lambda c=chunk, pr=precision, w=weights, b=biases:
+                               score_kernel(h, u, v, w, b, c, precision=pr), args.warmup, args.repeats)
+                t["max_abs_err_vs_float64"] = float((out_var.double() - ref64).abs().max())
+                entry["precision_sweep"][f"{precision},chunk={chunk}"] = t
+        entry["torch_max_abs_err_vs_float64"] = float(
+            (torch_ops.score_pairs(h, u, v, weights, biases).double() - ref64).abs().max())
         scores[f"{depth}_layers"] = entry
     results["score_pairs"] = dict(scores, num_pairs=P)
     results["kernel_resources"] = kernel_resources()
@@ -451,6 +493,12 @@ def print_summary(results: Dict[str, Any]) -> None:
     for name, entry in results.get("score_pairs", {}).items():
         if isinstance(entry, dict):
             line(f"score_pairs {name}", entry)
+    for name, entry in results.get("exit_decision", {}).get("tiling_sweep", {}).items():
+        print(f"  exit sweep {name:44s} {entry['median_ms']:8.3f} ms  err {entry['max_abs_err_p_exit']:.1e}")
+    for depth in ("2_layers", "3_layers"):
+        for name, entry in results.get("score_pairs", {}).get(depth, {}).get("precision_sweep", {}).items():
+            print(f"  score {depth} {name:24s} {entry['median_ms']:8.3f} ms  err vs fp64 "
+                  f"{entry['max_abs_err_vs_float64']:.1e}")
     for name, case in results.get("engine", {}).items():
         if "timings" not in case:
             print(f"engine {name}: {case.get('skipped') or case.get('error', '')[-400:]}")

@@ -28,11 +28,12 @@ __all__ = ["aggregate_rows", "block_size", "EDGES_PER_CHUNK"]
 # (m floats) is under 0.2% of those reads. A reasoned starting value: benchmarks/gpu_check.py
 # times alternatives on the 1M-node graph.
 EDGES_PER_CHUNK = 512
-# Edges gathered per loop step: a [16, 256] fp32 tile is 16 KB, 32 registers per thread at 4 warps,
-# and a typical degree-10 row finishes in one step.
-BLOCK_E = 16
-# 4 warps: the [16, 256] tile is 32 fp32 accumulators per thread (104 registers on sm_90, no
-# spills), so four programs fit an SM and their independent row gathers hide each other's latency.
+# Edges gathered per loop step: an [8, 256] fp32 tile is 16 accumulators per thread at 4 warps
+# (56 registers on sm_90), so more programs fit an SM and more independent row gathers are in
+# flight. On an H100 (1M nodes, m = 256) it reached 2214 GB/s against 1800 for 16 and 1083 for 32
+# (benchmarks/results/gpu_check.json, tiling sweep).
+BLOCK_E = 8
+# 4 warps: 8 warps on the same tile ran 1.4x slower on an H100 (fewer programs per SM).
 NUM_WARPS = 4
 # Feature columns per program: a whole m = 256 row, so col/weight are read once per edge; wider
 # rows are split over a second grid axis rather than spilling registers.

@@ -28,6 +28,10 @@ __all__ = ["exit_decision"]
 BLOCK_N = 64
 # Feature columns per step: a [64, 32] h tile plus a [32, 32] W1 tile, both >= 16 as tl.dot needs.
 BLOCK_K = 32
+# tl.dot's input precision. "ieee": full fp32 products, as the torch reference computes them, so
+# exit decisions near the threshold match it; "tf32x3" (three TF32 tensor-core products) is the
+# faster alternative that benchmarks/gpu_check.py times and checks.
+PRECISION = "ieee"
 # The hidden layer is held whole in one block; the exit heads use 32 units.
 MAX_BLOCK_H = 256
 
@@ -42,6 +46,7 @@ def _exit_head_kernel(
     threshold, tau0,
     # meta-parameters
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr, HAS_NU: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     offs_n = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < n
@@ -57,8 +62,7 @@ def _exit_head_kernel(
                     mask=mask_n[:, None] & mask_k[None, :], other=0.0).to(tl.float32)
         w1t = tl.load(w1_ptr + offs_k[:, None] * stride_w1k + offs_h[None, :] * stride_w1h,
                       mask=mask_k[:, None] & mask_h[None, :], other=0.0).to(tl.float32)
-        # "ieee": full fp32 products, as the torch reference computes them (no TF32 rounding).
-        acc = tl.dot(x, w1t, acc, input_precision="ieee")
+        acc = tl.dot(x, w1t, acc, input_precision=PRECISION)
         if HAS_NU:
             w_nu = tl.load(w_nu_ptr + offs_k * stride_wnu, mask=mask_k, other=0.0).to(tl.float32)
             nu_acc += tl.sum(x * w_nu[None, :], axis=1)
@@ -83,7 +87,9 @@ def _exit_head_kernel(
 
 def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
                   b2: torch.Tensor, threshold: float, w_nu: Optional[torch.Tensor] = None,
-                  b_nu: Optional[torch.Tensor] = None, tau0: float = 0.0
+                  b_nu: Optional[torch.Tensor] = None, tau0: float = 0.0, *,
+                  block_n: int = BLOCK_N, block_k: int = BLOCK_K, num_warps: int = 4,
+                  precision: str = PRECISION
                   ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Launch the fused exit head; inputs are trusted (``backends/triton.py`` validates them).
 
@@ -109,6 +115,7 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
         n, k, hidden, h.stride(0), h.stride(1), w1.stride(0), w1.stride(1), w2.stride(0),
         w2.stride(1), wn.stride(0),
         float(threshold), float(tau0),
-        BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_H=BLOCK_H, HAS_NU=has_nu,
+        BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_H=BLOCK_H, HAS_NU=has_nu, PRECISION=precision,
+        num_warps=num_warps,
     )
     return p_exit, flag.view(torch.bool), step

@@ -15,7 +15,13 @@ layer's output):
   full output is needed before the next layer's product, and a whole ``[in, out]`` weight tile
   (256 x 256 fp32 = 256 KB) fits neither registers nor shared memory, so MLPs with three or more
   layers stage those activations in global memory, one ``chunk`` of pairs at a time so that a
-  buffer (4096 x 256 fp32 = 4 MB) stays in L2 between the producing and consuming kernel.
+  buffer (32768 x 256 fp32 = 32 MB) stays in the H100's 50 MB L2 between the producing and the
+  consuming kernel, while 228k pairs need only 7 chunks (each chunk costs two launches of tens of
+  microseconds of host time).
+
+``precision`` is ``tl.dot``'s ``input_precision``: ``"ieee"`` multiplies in plain fp32 on the CUDA
+cores; ``"tf32x3"`` splits each fp32 operand into two TF32 parts and runs three tensor-core
+products (errors near fp32's, measured by ``benchmarks/gpu_check.py``).
 """
 from __future__ import annotations
 
@@ -36,6 +42,10 @@ BLOCK_P = 32
 # [32, 256] inputs its gathering variant spilled ~6 KB per thread to the stack on sm_90 (cuobjdump
 # --dump-resource-usage); at 16 no variant spills (at most 178 registers for K = 512).
 BLOCK_P_LOGIT = 16
+# Pairs per staged chunk of a 3+-layer MLP (see the module docstring).
+CHUNK = 32768
+# tl.dot's input precision (see the module docstring).
+PRECISION = "tf32x3"
 # Output features per tl.dot step: a [256, 32] weight tile (32 KB) per step, re-read from L2.
 BLOCK_J = 32
 # The input tile spans the whole input width in registers; 512 (64 KB at BLOCK_P = 32) is the
@@ -70,6 +80,7 @@ def _pair_hidden_kernel(
     P, K, H, stride_xn, stride_xk, stride_wh, stride_wk, stride_yn, stride_yh,
     # meta-parameters
     GATHER: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_J: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     offs_p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = offs_p < P
@@ -84,7 +95,7 @@ def _pair_hidden_kernel(
                  mask=mask_k[:, None] & mask_j[None, :], other=0.0).to(tl.float32)
     b = tl.load(b_ptr + offs_j, mask=mask_j, other=0.0).to(tl.float32)
     # "ieee": full fp32 products, as the torch reference computes them (no TF32 rounding).
-    y = tl.maximum(tl.dot(x, wt, input_precision="ieee") + b[None, :], 0.0)
+    y = tl.maximum(tl.dot(x, wt, input_precision=PRECISION) + b[None, :], 0.0)
     tl.store(y_ptr + offs_p[:, None] * stride_yn + offs_j[None, :] * stride_yh, y,
              mask=mask_p[:, None] & mask_j[None, :])
 
@@ -97,7 +108,7 @@ def _pair_logit_kernel(
     P, K, H, stride_xn, stride_xk, stride_wh, stride_wk, stride_wo,
     # meta-parameters
     GATHER: tl.constexpr, HAS_HIDDEN: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
-    BLOCK_J: tl.constexpr,
+    BLOCK_J: tl.constexpr, PRECISION: tl.constexpr,
 ):
     offs_p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = offs_p < P
@@ -114,7 +125,7 @@ def _pair_logit_kernel(
             wt = tl.load(w_ptr + offs_k[:, None] * stride_wk + offs_j[None, :] * stride_wh,
                          mask=mask_k[:, None] & mask_j[None, :], other=0.0).to(tl.float32)
             b = tl.load(b_ptr + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-            hid = tl.maximum(tl.dot(x, wt, input_precision="ieee") + b[None, :], 0.0)
+            hid = tl.maximum(tl.dot(x, wt, input_precision=PRECISION) + b[None, :], 0.0)
             w_out = tl.load(w_out_ptr + offs_j * stride_wo, mask=mask_j, other=0.0).to(tl.float32)
             logit += tl.sum(hid * w_out[None, :], axis=1)
     else:
@@ -129,7 +140,7 @@ def _warps(block_k: int) -> int:
     return 8 if block_k >= 256 else 4
 
 
-def _hidden_layer(x, u, v, w, b, gather: bool) -> torch.Tensor:
+def _hidden_layer(x, u, v, w, b, gather: bool, precision: str) -> torch.Tensor:
     """``relu(input @ w.T + b)`` for ``u.numel()`` pairs, into a new ``[P, H]`` buffer."""
     P, (H, K) = u.numel(), w.shape
     y = torch.empty(P, H, dtype=torch.float32, device=x.device)
@@ -139,12 +150,13 @@ def _hidden_layer(x, u, v, w, b, gather: bool) -> torch.Tensor:
     _pair_hidden_kernel[grid](
         x, u, v, w, b, y,
         P, K, H, x.stride(0), x.stride(1), w.stride(0), w.stride(1), y.stride(0), y.stride(1),
-        GATHER=gather, BLOCK_P=BLOCK_P, BLOCK_K=BLOCK_K, BLOCK_J=BLOCK_J, num_warps=_warps(BLOCK_K),
+        GATHER=gather, BLOCK_P=BLOCK_P, BLOCK_K=BLOCK_K, BLOCK_J=BLOCK_J, PRECISION=precision,
+        num_warps=_warps(BLOCK_K),
     )
     return y
 
 
-def _logits(x, u, v, w, b, w_out, b_out, out, gather: bool) -> None:
+def _logits(x, u, v, w, b, w_out, b_out, out, gather: bool, precision: str) -> None:
     """Last hidden layer (if ``w`` is given) and the final Linear, written into ``out [P]``."""
     P = out.numel()
     K = x.shape[1]
@@ -157,12 +169,13 @@ def _logits(x, u, v, w, b, w_out, b_out, out, gather: bool) -> None:
         x, u, v, w, b, w_out, b_out, out,
         P, K, w.shape[0], x.stride(0), x.stride(1), w.stride(0), w.stride(1), w_out.stride(1),
         GATHER=gather, HAS_HIDDEN=has_hidden, BLOCK_P=BLOCK_P_LOGIT, BLOCK_K=BLOCK_K, BLOCK_J=BLOCK_J,
-        num_warps=_warps(BLOCK_K),
+        PRECISION=precision, num_warps=_warps(BLOCK_K),
     )
 
 
 def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequence[torch.Tensor],
-                biases: Sequence[torch.Tensor], chunk: int = 4096) -> torch.Tensor:
+                biases: Sequence[torch.Tensor], chunk: int = CHUNK,
+                precision: str = PRECISION) -> torch.Tensor:
     """Launch the fused scorer; inputs are trusted (``backends/triton.py`` validates them).
 
     ``z [n, m]`` float32, ``u``/``v [P]`` int64, ``weights[i] [out, in]`` and ``biases[i] [out]``
@@ -178,15 +191,16 @@ def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequ
     biases = [b.contiguous() for b in biases]
     w_out, b_out = weights[-1], biases[-1]
     if len(weights) == 1:
-        _logits(z, u, v, None, None, w_out, b_out, out, gather=True)
+        _logits(z, u, v, None, None, w_out, b_out, out, gather=True, precision=precision)
         return out
     if len(weights) == 2:
-        _logits(z, u, v, weights[0], biases[0], w_out, b_out, out, gather=True)
+        _logits(z, u, v, weights[0], biases[0], w_out, b_out, out, gather=True, precision=precision)
         return out
     for s in range(0, P, chunk):
         uc, vc = u[s:s + chunk], v[s:s + chunk]
-        x = _hidden_layer(z, uc, vc, weights[0], biases[0], gather=True)
+        x = _hidden_layer(z, uc, vc, weights[0], biases[0], gather=True, precision=precision)
         for w, b in zip(weights[1:-2], biases[1:-2]):
-            x = _hidden_layer(x, uc, vc, w, b, gather=False)
-        _logits(x, uc, vc, weights[-2], biases[-2], w_out, b_out, out[s:s + chunk], gather=False)
+            x = _hidden_layer(x, uc, vc, w, b, gather=False, precision=precision)
+        _logits(x, uc, vc, weights[-2], biases[-2], w_out, b_out, out[s:s + chunk], gather=False,
+                precision=precision)
     return out

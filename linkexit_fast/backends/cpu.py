@@ -136,8 +136,6 @@ def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequ
     ``chunk`` pairs are processed per block (``None``: the op's tuned default).
     """
     if _fall_back():
-        if chunk is None:
-            return torch_ops.score_pairs(z, u, v, weights, biases)
         return torch_ops.score_pairs(z, u, v, weights, biases, chunk)
     weights_c: List[torch.Tensor] = [_real(w) for w in weights]
     biases_c: List[torch.Tensor] = [_real(b) for b in biases]

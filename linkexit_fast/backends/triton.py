@@ -145,7 +145,7 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
 
 
 def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequence[torch.Tensor],
-                biases: Sequence[torch.Tensor], chunk: int = 4096) -> torch.Tensor:
+                biases: Sequence[torch.Tensor], chunk: Optional[int] = None) -> torch.Tensor:
     """HeaRT's MLP link scorer on gathered pairs; see :func:`torch_ops.score_pairs`.
 
     ``z [n, m]`` float32, ``u``/``v [P]`` int64, ``weights[i] [out, in]`` (nn.Linear layout) with
@@ -163,6 +163,7 @@ def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequ
         _check(w, f"weights[{i}]", torch.float32, (out, width), device)
         _check(b, f"biases[{i}]", torch.float32, (w.shape[0],), device)
         width = w.shape[0]
-    if chunk < 1:
+    if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1; got {chunk}")
-    return _kernels("score_pairs").score_pairs(z, u, v, weights, biases, chunk)
+    kernels = _kernels("score_pairs")
+    return kernels.score_pairs(z, u, v, weights, biases, chunk or kernels.CHUNK)
