@@ -28,11 +28,11 @@ __all__ = ["aggregate_rows", "block_size", "EDGES_PER_CHUNK"]
 # (m floats) is under 0.2% of those reads. A reasoned starting value: benchmarks/gpu_check.py
 # times alternatives on the 1M-node graph.
 EDGES_PER_CHUNK = 512
-# Edges gathered per loop step: an [8, 256] fp32 tile is 16 accumulators per thread at 4 warps
-# (56 registers on sm_90), so more programs fit an SM and more independent row gathers are in
-# flight. On an H100 (1M nodes, m = 256) it reached 2214 GB/s against 1800 for 16 and 1083 for 32
-# (benchmarks/results/gpu_check.json, tiling sweep).
-BLOCK_E = 8
+# Edges gathered per loop step: a [4, 256] fp32 tile is 8 accumulators per thread at 4 warps, so
+# many programs fit an SM and many independent row gathers are in flight. On an H100 (1M nodes,
+# degree 8.5, m = 256) 4 reached 2336 GB/s, 8 2117 and 16 1670 (benchmarks/results/gpu_check.json,
+# tiling sweep).
+BLOCK_E = 4
 # 4 warps: 8 warps on the same tile ran 1.4x slower on an H100 (fewer programs per SM).
 NUM_WARPS = 4
 # Feature columns per program: a whole m = 256 row, so col/weight are read once per edge; wider

@@ -208,6 +208,12 @@ class _Run:
     def _rows(self, mask: torch.Tensor) -> torch.Tensor:
         return mask.nonzero().squeeze(1)
 
+    @staticmethod
+    def _take(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``x[rows]`` for sorted unique ``rows`` (from :meth:`_rows`), without the copy when they
+        are every row: on a full evaluation that gather is an [N, m] pass per use."""
+        return x if rows.numel() == x.shape[0] else x[rows]
+
     def _input(self) -> torch.Tensor:
         """H^0 over the scope rows (gcn: X W_0, the first layer's transform, done before aggregation)."""
         model, c, g = self.model, self.c, self.graph
@@ -316,7 +322,7 @@ class _Run:
                     if self.freeze:
                         soft &= ~exited
                     rows = self._rows(soft)
-                    flag, _ = self._decide(model.head(l), h[rows], l, 0, rows)
+                    flag, _ = self._decide(model.head(l), self._take(h, rows), l, 0, rows)
                     ready[rows[flag]] = 1.0
                     decided += rows.numel()
                 cand = dist <= bound
@@ -332,7 +338,7 @@ class _Run:
                                                    l, 1, rows)
                     flag = flag & (ready[rows] > 0)
                 else:
-                    flag, step_rows = self._decide(model.head(l), h[rows], l, 0, rows)
+                    flag, step_rows = self._decide(model.head(l), self._take(h, rows), l, 0, rows)
                 decided += rows.numel()
                 if step_rows is not None:
                     step = torch.zeros(n, device=dev)
@@ -375,14 +381,18 @@ class _Run:
             else:
                 agg = ops.aggregate_rows(self.agg_rowptr, self.agg_col, self.agg_weight, h, upd,
                                          self.self_weight, self.cache)
-                new_h = model.transform(l, agg, h[upd], None if step is None else step[upd])
+                h_rows = None if c.backbone == "gcn" else self._take(h, upd)  # gcn: no residual
+                new_h = model.transform(l, agg, h_rows, None if step is None else self._take(step, upd))
                 n_edges = int((self.agg_rowptr[upd + 1] - self.agg_rowptr[upd]).sum())
                 st.flops_gnn += upd.numel() * k * m * m
             n_edges += upd.numel() if self.self_weight is not None else 0
             st.flops_gnn += n_edges * m
             st.nodes_updated.append(int(upd.numel()))
             st.edges_aggregated.append(n_edges)
-            h.index_copy_(0, upd, new_h)
+            if upd.numel() == n:
+                h = new_h  # every row updated (so, under freeze, none has exited)
+            else:
+                h.index_copy_(0, upd, new_h)
         rest = self.ends[~exited[self.ends]]
         zsel[end_pos[rest]] = h[rest]
         st.time_gnn = time.perf_counter() - t_start - st.time_decoder
