@@ -13,9 +13,9 @@ MLPs with three or more layers (HeaRT's default) need each earlier layer's full 
 next product, and a whole ``[in, out]`` weight tile (256 x 256 fp32 = 256 KB) fits neither
 registers nor shared memory. Those layers are plain dense products over a staged chunk of pairs,
 so they run on cuBLAS through torch: a Triton version of them ran 6x (fp32) to 40x (tf32x3)
-slower than cuBLAS on an H100 (benchmarks/results/gpu_check.md). A chunk of 32768 pairs
-(32 MB at m = 256) stays in the H100's 50 MB L2 between the producing and the consuming kernel,
-and 228k pairs need only 7 chunks.
+slower than cuBLAS on an H100 (benchmarks/results/gpu_check.md). Chunks are large (65536
+pairs, 64 MB at m = 256): each chunk costs about six launches of host time, while re-reading
+a staged chunk from HBM costs tens of microseconds.
 
 ``precision`` is ``tl.dot``'s ``input_precision``: ``"ieee"`` multiplies in plain fp32 on the CUDA
 cores; ``"tf32x3"`` splits each fp32 operand into two TF32 parts and runs three tensor-core
@@ -38,7 +38,7 @@ __all__ = ["score_pairs"]
 # (cuobjdump --dump-resource-usage); at 16 no variant spills (at most 178 registers for K = 512).
 BLOCK_P = 16
 # Pairs per staged chunk of a 3+-layer MLP (see the module docstring).
-CHUNK = 32768
+CHUNK = 65536
 # tl.dot's input precision (see the module docstring).
 PRECISION = "tf32x3"
 # Output features per tl.dot step: a [256, 32] weight tile (32 KB) per step, re-read from L2.
@@ -103,8 +103,9 @@ def _pair_logit_kernel(
 
 
 def _warps(block_k: int) -> int:
-    # 8 warps once the input tile reaches 256 columns, keeping its share per thread small.
-    return 8 if block_k >= 256 else 4
+    # 4 warps: at K = 256 (tf32x3) they ran 2x faster than 8 on an H100 (1.17 ms against 2.39 ms
+    # for 228k pairs); 8 only for the widest tiles, to keep the per-thread share of the input tile.
+    return 8 if block_k >= 512 else 4
 
 
 def _logits(x, u, v, w, b, w_out, b_out, out, gather: bool, precision: str, block_p: int,
