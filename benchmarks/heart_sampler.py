@@ -5,11 +5,12 @@
 * CiteSeer validation: mean per-positive overlap |ours ∩ official| / 500 with the official
   ``heart_valid_samples.npy``, rows reproduced exactly (order included), wall time;
 * CiteSeer test: generated and saved (the official test file is not available);
+* Cora test, on a seeded 85/5/10 split (no HeaRT Cora files here): generated twice (determinism);
 * ogbl-ddi test (133,489 positives x 500): wall time and the process's peak RSS.
 
 Data: ``--data``, else ``$LINKEXIT_DATA``, else ``../shared/data`` relative to the repository.
 Writes benchmarks/results/heart_sampler.{json,md} and the negatives to
-runs/negatives/{citeseer_test_heart,ogbl_ddi_test_heart}.npy (git-ignored).
+runs/negatives/{citeseer,cora,ogbl_ddi}_test_heart.npy (git-ignored).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from linkexit_fast.datasets import load_heart, load_ogbl  # noqa: E402
+from linkexit_fast.datasets import load_dataset, load_heart, load_ogbl  # noqa: E402
 from linkexit_fast.heart import default_eps, generate_negatives, save_negatives  # noqa: E402
 
 COMMAND = "python benchmarks/heart_sampler.py"
@@ -61,29 +62,40 @@ def citeseer(root: Path, out_dir: Path, progress: bool) -> dict:
     neg, valid_s = timed(lambda: generate_negatives(split, "valid", progress=progress))
     ov = overlap_with(neg, split.valid_neg, split.graph.num_nodes)
     exact = int(sum(torch.equal(neg[i], split.valid_neg[i]) for i in range(len(neg))))
-    test, test_s = timed(lambda: generate_negatives(split, "test", progress=progress))
-    path = out_dir / "citeseer_test_heart.npy"
-    save_negatives(test, path)
+    test = test_negatives("citeseer", split, out_dir, progress)
     return {"valid_positives": len(split.valid_pos), "k": int(neg.shape[1]),
             "eps": default_eps(split.graph),
             "valid_overlap_mean": float(ov.mean()), "valid_overlap_min": float(ov.min()),
             "valid_rows_below_0.99": int((ov < 0.99).sum()), "valid_rows_identical": exact,
-            "valid_seconds": round(valid_s, 2), "test_positives": len(split.test_pos),
-            "test_seconds": round(test_s, 2), "test_negatives_file": str(path.relative_to(REPO))}
+            "valid_seconds": round(valid_s, 2), "test_positives": test["test_positives"],
+            "test_seconds": test["test_seconds"], "test_negatives_file": test["test_negatives_file"]}
 
 
-def ogbl_ddi(root: Path, out_dir: Path, progress: bool) -> dict:
-    split = load_ogbl("ogbl-ddi", root)
+def test_negatives(name: str, split, out_dir: Path, progress: bool, check_determinism=False) -> dict:
+    """Generate, time and save ``split``'s test negatives; optionally generate them twice."""
     rss_before = current_rss_mib()
     neg, seconds = timed(lambda: generate_negatives(split, "test", progress=progress))
     peak = peak_rss_mib()
-    path = out_dir / "ogbl_ddi_test_heart.npy"
+    path = out_dir / f"{name}_test_heart.npy"
     save_negatives(neg, path)
-    return {"test_positives": len(split.test_pos), "k": int(neg.shape[1]),
-            "eps": default_eps(split.graph), "test_seconds": round(seconds, 1),
-            "output_mib": round(neg.numel() * neg.element_size() / 2**20, 1),
-            "rss_before_generation_mib": round(rss_before, 1), "peak_rss_mib": round(peak, 1),
-            "test_negatives_file": str(path.relative_to(REPO))}
+    res = {"test_positives": len(split.test_pos), "k": int(neg.shape[1]),
+           "eps": default_eps(split.graph), "test_seconds": round(seconds, 2),
+           "output_mib": round(neg.numel() * neg.element_size() / 2**20, 1),
+           "rss_before_generation_mib": round(rss_before, 1), "peak_rss_mib": round(peak, 1),
+           "test_negatives_file": str(path.relative_to(REPO))}
+    if check_determinism:
+        res["same_output_on_a_second_run"] = torch.equal(neg, generate_negatives(split, "test"))
+    return res
+
+
+def cora(root: Path, out_dir: Path, progress: bool) -> dict:
+    split = load_dataset("planetoid:cora", root)  # seeded 85/5/10 split: no HeaRT Cora files here
+    return dict(test_negatives("cora", split, out_dir, progress, check_determinism=True),
+                split=split.name)
+
+
+def ogbl_ddi(root: Path, out_dir: Path, progress: bool) -> dict:
+    return test_negatives("ogbl_ddi", load_ogbl("ogbl-ddi", root), out_dir, progress)
 
 
 def write_markdown(path: Path, res: dict) -> None:
@@ -114,6 +126,25 @@ def write_markdown(path: Path, res: dict) -> None:
         "",
         f"Test negatives: `{c['test_negatives_file']}` (generated here; no official file).",
     ]
+    k = res.get("cora")
+    if k:
+        lines += [
+            "",
+            "## Cora test negatives",
+            "",
+            f"Split `{k['split']}`: HeaRT's Cora split files are not in the data folder, so this is "
+            "a seeded 85/5/10 random split of the Planetoid edges (`load_dataset(\"planetoid:cora\")`).",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+            f"| positives x negatives | {k['test_positives']:,} x {k['k']} |",
+            f"| generation time | {k['test_seconds']:.2f} s |",
+            f"| peak RSS of the process so far | {k['peak_rss_mib']:,.0f} MiB |",
+            f"| same output on a second run (seed 0) | {k['same_output_on_a_second_run']} |",
+            f"| PPR tolerance eps | {k['eps']:g} |",
+            "",
+            f"Negatives: `{k['test_negatives_file']}`.",
+        ]
     if d:
         lines += [
             "",
@@ -158,6 +189,8 @@ def main() -> None:
            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
     res["citeseer"] = citeseer(root, out_dir, args.progress)
     print(json.dumps(res["citeseer"], indent=2))
+    res["cora"] = cora(root, out_dir, args.progress)
+    print(json.dumps(res["cora"], indent=2))
     if not args.skip_ddi:
         res["ogbl_ddi"] = ogbl_ddi(root, out_dir, args.progress)
         print(json.dumps(res["ogbl_ddi"], indent=2))

@@ -19,7 +19,7 @@ from .graph import Graph, read_pair_file
 from .validation import check_index_tensor
 
 __all__ = ["LinkSplit", "load_heart", "load_planetoid", "load_ogbl", "synthetic", "load_dataset",
-           "data_root"]
+           "random_link_split", "data_root"]
 
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
 OGB_URL = "http://snap.stanford.edu/ogb/data/linkproppred"
@@ -311,24 +311,44 @@ def synthetic(num_nodes: int = 2000, avg_degree: float = 10.0, num_features: int
     centroids = rng.standard_normal((num_communities, num_features)).astype(np.float32)
     x = centroids[comm] + rng.standard_normal((num_nodes, num_features), dtype=np.float32) * 1.5
 
+    return _split_edges(f"synthetic:{num_nodes}", edges, num_nodes, torch.from_numpy(x), rng)
+
+
+def _split_edges(name: str, edges: np.ndarray, num_nodes: int, x: Optional[torch.Tensor],
+                 rng: np.random.Generator, valid: float = 0.05, test: float = 0.10) -> LinkSplit:
+    """Test, valid, then train positives from already shuffled ``edges`` ``[E, 2]``, with as many
+    uniformly random negatives as positives for valid and test (the "existing setting")."""
     n_e = len(edges)
-    n_val, n_test = int(0.05 * n_e), int(0.10 * n_e)
+    n_val, n_test = int(valid * n_e), int(test * n_e)
     test_pos, valid_pos, train_pos = edges[:n_test], edges[n_test:n_test + n_val], edges[n_test + n_val:]
     neg = rng.integers(0, num_nodes, (n_val + n_test, 2))
-    g = Graph.from_edge_index(torch.from_numpy(train_pos.T.copy()), num_nodes=num_nodes, x=torch.from_numpy(x))
+    g = Graph.from_edge_index(torch.from_numpy(train_pos.T.copy()), num_nodes=num_nodes, x=x)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
-    return LinkSplit(f"synthetic:{num_nodes}", g, t(train_pos), t(valid_pos), t(test_pos),
-                     t(neg[:n_val]), t(neg[n_val:]))
+    return LinkSplit(name, g, t(train_pos), t(valid_pos), t(test_pos), t(neg[:n_val]), t(neg[n_val:]))
+
+
+def random_link_split(split: LinkSplit, valid: float = 0.05, test: float = 0.10,
+                      seed: int = 0) -> LinkSplit:
+    """A seeded random split of ``split.train_pos`` into train/valid/test positives (HeaRT's
+    85/5/10 for Cora by default), for graphs that come without one. It is not HeaRT's own split
+    (those files are not in the data folder): results on it are comparable with each other only."""
+    if not (0 < valid and 0 < test and valid + test < 1):
+        raise ValueError(f"valid and test must be positive shares summing below 1; got {valid}, {test}")
+    rng = np.random.default_rng(seed)
+    edges = split.train_pos.numpy()[rng.permutation(len(split.train_pos))]
+    return _split_edges(f"{split.name}:random{seed}", edges, split.graph.num_nodes, split.graph.x, rng,
+                        valid, test)
 
 
 def load_dataset(spec: str, root=None) -> LinkSplit:
-    """Resolve a dataset name: ``heart:<name>``, ``planetoid:<name>``, ``ogbl:<name>``,
-    ``synthetic[:N]`` or a path to a HeaRT-layout folder."""
+    """Resolve a dataset name: ``heart:<name>``, ``planetoid:<name>`` (with
+    :func:`random_link_split`), ``ogbl:<name>``, ``synthetic[:N]`` or a path to a HeaRT-layout
+    folder."""
     kind, _, arg = spec.partition(":")
     if kind == "heart":
         return load_heart(arg, root)
-    if kind == "planetoid":
-        return load_planetoid(arg, root)
+    if kind == "planetoid":  # Planetoid has no link split: a seeded 85/5/10 one
+        return random_link_split(load_planetoid(arg, root))
     if kind == "ogbl":
         return load_ogbl(arg, root)
     if kind == "synthetic":
