@@ -35,6 +35,9 @@ from .validation import check_pairs
 __all__ = ["predict", "EngineStats", "csr_gather", "hop_distance"]
 
 UNREACHED = 1 << 30
+# Rows per layer-update chunk on a CPU (see _Run._update): 65536 x 256 floats is 64 MB per
+# temporary. On a GPU a layer is one chunk: there launches cost more than memory.
+ROW_CHUNK_CPU = 65536
 
 
 # ---------------------------------------------------------------------------- CSR helpers
@@ -280,6 +283,31 @@ class _Run:
         torch.cumsum(counts, 0, out=rowptr[1:])
         self.agg_rowptr, self.agg_col, self.agg_weight = rowptr, cols[live], self.agg_weight[pos[live]]
 
+    def _update(self, l: int, h: torch.Tensor, upd: torch.Tensor, step: Optional[torch.Tensor]
+                ) -> Tuple[torch.Tensor, int]:
+        """New states of rows ``upd`` at layer ``l`` and the edges aggregated for them.
+
+        Rows go in chunks, so a layer holds ``h``, one output buffer and chunk-sized temporaries
+        rather than four ``[N, m]`` tensors (aggregate, linear, activation, output): on the 1M-node
+        graph that is the difference between 2 and 4 GB.
+        """
+        model, c, ops = self.model, self.c, self.ops
+        first = c.backbone == "gcn" and l == 0  # aggregates X W_0 over the full CSR, no cache
+        rowptr, col, weight, cache = ((self.rowptr, self.col, self.weight, None) if first else
+                                      (self.agg_rowptr, self.agg_col, self.agg_weight, self.cache))
+        out = torch.empty(upd.numel(), self.m, device=self.dev)
+        chunk = ROW_CHUNK_CPU if self.dev.type == "cpu" else max(upd.numel(), 1)
+        for s in range(0, upd.numel(), chunk):
+            rows = upd[s:s + chunk]
+            agg = ops.aggregate_rows(rowptr, col, weight, h, rows, self.self_weight, cache)
+            if first:
+                agg += model.convs[0].bias
+                out[s:s + chunk] = model.transform(0, agg, None, None)
+            else:
+                h_rows = None if c.backbone == "gcn" else h[rows]  # gcn has no residual
+                out[s:s + chunk] = model.transform(l, agg, h_rows, None if step is None else step[rows])
+        return out, int((rowptr[upd + 1] - rowptr[upd]).sum())
+
     # -------------------------------------------------------------- the layer loop
     def run(self) -> Tuple[torch.Tensor, torch.Tensor]:
         model, c, ops, st = self.model, self.c, self.ops, self.stats
@@ -374,16 +402,8 @@ class _Run:
             if self.freeze:
                 upd_mask &= ~exited
             upd = self._rows(upd_mask)
-            if c.backbone == "gcn" and l == 0:
-                agg = ops.aggregate_rows(self.rowptr, self.col, self.weight, h, upd, self.self_weight)
-                new_h = model.transform(0, agg + model.convs[0].bias, h, None)
-                n_edges = int((self.rowptr[upd + 1] - self.rowptr[upd]).sum())
-            else:
-                agg = ops.aggregate_rows(self.agg_rowptr, self.agg_col, self.agg_weight, h, upd,
-                                         self.self_weight, self.cache)
-                h_rows = None if c.backbone == "gcn" else self._take(h, upd)  # gcn: no residual
-                new_h = model.transform(l, agg, h_rows, None if step is None else self._take(step, upd))
-                n_edges = int((self.agg_rowptr[upd + 1] - self.agg_rowptr[upd]).sum())
+            new_h, n_edges = self._update(l, h, upd, step)
+            if not (c.backbone == "gcn" and l == 0):  # gcn's first transform was the input layer's
                 st.flops_gnn += upd.numel() * k * m * m
             n_edges += upd.numel() if self.self_weight is not None else 0
             st.flops_gnn += n_edges * m

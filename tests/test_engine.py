@@ -178,3 +178,18 @@ def test_frozen_neighbour_cache_is_exact(monkeypatch):
     pairs = torch.randint(0, 300, (200, 2), generator=torch.Generator().manual_seed(0))
     assert check_contract(model, graph, pairs, thr, "torch")
     assert calls, "the cache was never built"
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_layer_update_in_row_chunks_is_exact(monkeypatch, backbone):
+    """Large graphs update a layer's rows in chunks (bounded memory); results do not change."""
+    from linkexit_fast import engine
+    monkeypatch.setattr(engine, "ROW_CHUNK_CPU", 7)
+    graph = random_graph(120, 300, 1, 11)
+    torch.manual_seed(5)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 120, hidden=16, layers=4, backbone=backbone,
+                                               exit="node")).eval()
+    probe = model(graph, mode="threshold", threshold=1.0)
+    thr = min(1.0, float(probe.exit_prob[model.first_exit:].nan_to_num(0).max(0).values.median()) + 1e-3)
+    pairs = torch.randint(0, 120, (60, 2), generator=torch.Generator().manual_seed(1))
+    assert check_contract(model, graph, pairs, thr, "torch")
