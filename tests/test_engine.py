@@ -170,6 +170,7 @@ def test_frozen_neighbour_cache_is_exact(monkeypatch):
     calls = []
     orig = engine._Run._rebuild_cache
     monkeypatch.setattr(engine._Run, "_rebuild_cache", lambda self, *a: (calls.append(1), orig(self, *a)))
+    monkeypatch.setattr(engine, "CACHE_EDGE_COST", 0)  # at m = 16 the cache never pays: force it
     graph = random_graph(300, 1500, 1, 9)
     torch.manual_seed(4)
     model = EarlyExitLinkPredictor(ModelConfig(6, 300, hidden=16, layers=6, backbone="resgcn", exit="node")).eval()
@@ -193,3 +194,21 @@ def test_layer_update_in_row_chunks_is_exact(monkeypatch, backbone):
     thr = min(1.0, float(probe.exit_prob[model.first_exit:].nan_to_num(0).max(0).values.median()) + 1e-3)
     pairs = torch.randint(0, 120, (60, 2), generator=torch.Generator().manual_seed(1))
     assert check_contract(model, graph, pairs, thr, "torch")
+
+
+def test_cache_is_skipped_when_it_cannot_pay(monkeypatch):
+    """A rebuild whose index passes would cost more than the edges it spares is skipped, and
+    scores stay exact (here every rebuild is priced out)."""
+    from linkexit_fast import engine
+    monkeypatch.setattr(engine, "CACHE_EDGE_COST", 1e12)
+    calls = []
+    orig = engine._Run._rebuild_cache
+    monkeypatch.setattr(engine._Run, "_rebuild_cache", lambda self, *a: (calls.append(1), orig(self, *a)))
+    graph = random_graph(300, 1500, 1, 9)
+    torch.manual_seed(4)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 300, hidden=16, layers=6, backbone="resgcn", exit="node")).eval()
+    probe = model(graph, mode="threshold", threshold=1.0)
+    thr = float(probe.exit_prob[0].quantile(0.6)) + 1e-4
+    pairs = torch.randint(0, 300, (200, 2), generator=torch.Generator().manual_seed(0))
+    assert check_contract(model, graph, pairs, thr, "torch")
+    assert not calls
