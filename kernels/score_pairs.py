@@ -12,8 +12,8 @@ global memory. With a single Linear layer it is a gathered dot product.
 MLPs with three or more layers (HeaRT's default) need each earlier layer's full output before the
 next product, and a whole ``[in, out]`` weight tile (256 x 256 fp32 = 256 KB) fits neither
 registers nor shared memory. Those layers are plain dense products over a staged chunk of pairs,
-so they run on cuBLAS through torch: a Triton version of them ran 6x (fp32) to 40x (tf32x3)
-slower than cuBLAS on an H100 (benchmarks/results/gpu_check.md). Chunks are large (65536
+so they run on cuBLAS through torch: a Triton kernel for them (since removed) ran 6x (fp32) to
+40x (tf32x3) slower than cuBLAS on an H100 (benchmarks/results/gpu_notes.md). Chunks are large (65536
 pairs, 64 MB at m = 256): each chunk costs about six launches of host time, while re-reading
 a staged chunk from HBM costs tens of microseconds.
 
