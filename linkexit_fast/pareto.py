@@ -50,6 +50,17 @@ def frontier(points: List[dict], cost: str) -> List[bool]:
     return flags
 
 
+def eval_pairs(split: LinkSplit, eval_positives: Optional[int] = None):
+    """(positives, negatives, all pairs) of the test evaluation, optionally on a seeded subsample
+    of ``eval_positives`` positives (with their own HeaRT negatives)."""
+    pos, neg = split.test_pos, split.test_neg
+    if eval_positives is not None and eval_positives < len(pos):
+        keep = torch.randperm(len(pos), generator=torch.Generator().manual_seed(0))[:eval_positives]
+        pos = pos[keep]
+        neg = neg[keep] if neg.dim() == 3 else neg
+    return pos, neg, flatten_eval_pairs(pos, neg)
+
+
 def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4, 8),
                thresholds=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99), seeds: int = 1, repeats: int = 3,
                backend: str = "auto", train_overrides: Optional[dict] = None,
@@ -60,12 +71,7 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
     (out / "points").mkdir(parents=True, exist_ok=True)
     if split.test_neg is None:
         raise ValueError(f"{split.name} has no test negatives; pass --test-negatives")
-    pos, neg = split.test_pos, split.test_neg
-    if eval_positives is not None and eval_positives < len(pos):
-        keep = torch.randperm(len(pos), generator=torch.Generator().manual_seed(0))[:eval_positives]
-        pos = pos[keep]
-        neg = neg[keep] if neg.dim() == 3 else neg
-    pairs = flatten_eval_pairs(pos, neg)
+    pos, neg, pairs = eval_pairs(split, eval_positives)
     grid = model_grid(backbones, layers)
     jobs = [(spec, seed) for spec in grid for seed in range(seeds)]
     raw: List[dict] = []

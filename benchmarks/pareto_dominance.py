@@ -1,0 +1,85 @@
+"""Re-time the points that decide a Pareto verdict, interleaved and many times over.
+
+    python benchmarks/pareto_dominance.py --dataset ogbl:ddi --test-negatives runs/negatives/ogbl_ddi_test_heart.npy \\
+        --eval-positives 400 --sweep runs/pareto_ddi --out benchmarks/results/pareto_ddi
+
+A sweep times each point on its own (median of a few runs), so on a shared machine two points
+that do the same work can differ by a third. This script takes the best fixed-depth model and
+every early-exit point with at least its MRR (from the sweep's ``pareto.json``, seed 0's
+checkpoints), times them in interleaved rounds (load changes hit all alike), and reports medians
+with quartiles. Writes ``dominance.{md,json}`` into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import linkexit_fast as lf
+from linkexit_fast.cli import _load_split
+from linkexit_fast.pareto import eval_pairs
+
+
+def _name(p: dict) -> str:
+    return f"{p['backbone']}_{p['exit']}_{p['semantics']}_L{p['layers']}_s0"
+
+
+def _label(p: dict) -> str:
+    return f"{p['family']} L={p['layers']}" + (f" t={p['threshold']}" if p["exit"] != "none" else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--test-negatives", default=None)
+    ap.add_argument("--eval-positives", type=int, default=None)
+    ap.add_argument("--sweep", required=True, help="the pareto --out folder (pareto.json, checkpoints/)")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    sweep = Path(args.sweep)
+    points = json.loads((sweep / "pareto.json").read_text())["points"]
+    best = max((p for p in points if p["exit"] == "none"), key=lambda p: p["mrr"])
+    rivals = [p for p in points if p["exit"] != "none" and p["mrr"] >= best["mrr"]]
+    split = _load_split(argparse.Namespace(dataset=args.dataset, data=None,
+                                           test_negatives=args.test_negatives))
+    _, _, pairs = eval_pairs(split, args.eval_positives)
+    runs = [(p, lf.load(sweep / "checkpoints" / _name(p)).model) for p in [best] + rivals]
+    times = {_label(p): [] for p, _ in runs}
+    for _ in range(args.rounds + 1):  # the first round warms caches and is dropped
+        for p, model in runs:
+            t0 = time.perf_counter()
+            lf.predict(split.graph, pairs, threshold=p["threshold"], model=model)
+            times[_label(p)].append(time.perf_counter() - t0)
+    rows = []
+    for p, _ in runs:
+        t = sorted(times[_label(p)][1:])
+        q1, med, q3 = statistics.quantiles(t, n=4)
+        rows.append({"point": _label(p), "mrr": p["mrr"], "median_s": med, "q1_s": q1, "q3_s": q3})
+    ref = rows[0]
+    lines = [f"# Dominance check on {split.name}", "",
+             f"Command: `python benchmarks/pareto_dominance.py --dataset {args.dataset}"
+             + (f" --test-negatives {args.test_negatives}" if args.test_negatives else "")
+             + (f" --eval-positives {args.eval_positives}" if args.eval_positives else "")
+             + f" --sweep {args.sweep} --rounds {args.rounds} --out {args.out}`", "",
+             f"{len(pairs):,} pairs per evaluation; {args.rounds} interleaved rounds after one warm-up round; "
+             "seed 0's checkpoints.", "",
+             "| point | test MRR | median s | quartiles s | median vs best fixed | MRR >= and median <= best fixed |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        verdict = "(best fixed)" if r is ref else ("yes" if r["median_s"] <= ref["median_s"] else "no")
+        lines.append(f"| {r['point']} | {100 * r['mrr']:.2f} | {r['median_s']:.3f} | {r['q1_s']:.3f}–{r['q3_s']:.3f} | "
+                     f"{r['median_s'] / ref['median_s']:.2f}x | {verdict} |")
+    if not rivals:
+        lines += ["", "No early-exit point reaches the best fixed-depth model's MRR: nothing to re-time."]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dominance.md").write_text("\n".join(lines) + "\n")
+    (out / "dominance.json").write_text(json.dumps({"rows": rows, "rounds": args.rounds}, indent=1) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
