@@ -19,15 +19,7 @@ from pathlib import Path
 
 import linkexit_fast as lf
 from linkexit_fast.cli import _load_split
-from linkexit_fast.pareto import eval_pairs
-
-
-def _name(p: dict) -> str:
-    return f"{p['backbone']}_{p['exit']}_{p['semantics']}_L{p['layers']}_s0"
-
-
-def _label(p: dict) -> str:
-    return f"{p['family']} L={p['layers']}" + (f" t={p['threshold']}" if p["exit"] != "none" else "")
+from linkexit_fast.pareto import checkpoint_name, eval_pairs, label
 
 
 def main() -> None:
@@ -46,18 +38,18 @@ def main() -> None:
     split = _load_split(argparse.Namespace(dataset=args.dataset, data=None,
                                            test_negatives=args.test_negatives))
     _, _, pairs = eval_pairs(split, args.eval_positives)
-    runs = [(p, lf.load(sweep / "checkpoints" / _name(p)).model) for p in [best] + rivals]
-    times = {_label(p): [] for p, _ in runs}
+    runs = [(p, lf.load(sweep / "checkpoints" / checkpoint_name(p, 0)).model) for p in [best] + rivals]
+    times = {label(p): [] for p, _ in runs}
     for _ in range(args.rounds + 1):  # the first round warms caches and is dropped
         for p, model in runs:
             t0 = time.perf_counter()
             lf.predict(split.graph, pairs, threshold=p["threshold"], model=model)
-            times[_label(p)].append(time.perf_counter() - t0)
+            times[label(p)].append(time.perf_counter() - t0)
     rows = []
     for p, _ in runs:
-        t = sorted(times[_label(p)][1:])
+        t = sorted(times[label(p)][1:])
         q1, med, q3 = statistics.quantiles(t, n=4)
-        rows.append({"point": _label(p), "mrr": p["mrr"], "median_s": med, "q1_s": q1, "q3_s": q3})
+        rows.append({"point": label(p), "mrr": p["mrr"], "median_s": med, "q1_s": q1, "q3_s": q3})
     ref = rows[0]
     lines = [f"# Dominance check on {split.name}", "",
              f"Command: `python benchmarks/pareto_dominance.py --dataset {args.dataset}"

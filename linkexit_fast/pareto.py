@@ -77,7 +77,7 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
     raw: List[dict] = []
     bar = tqdm(jobs, desc="pareto", disable=not progress)
     for spec, seed in bar:
-        name = f"{spec['backbone']}_{spec['exit']}_{spec['semantics']}_L{spec['layers']}_s{seed}"
+        name = checkpoint_name(spec, seed)
         bar.set_postfix_str(name)
         ckpt = out / "checkpoints" / name
         if not (ckpt / "model.safetensors").exists():
@@ -149,7 +149,12 @@ def dominance(points: List[dict]) -> dict:
     return {"best_fixed": best, "dominates": bool(winners), "best_early_exit": top}
 
 
-def _label(p: dict) -> str:
+def checkpoint_name(spec: dict, seed: int) -> str:
+    """The sweep's folder name for ``spec``'s checkpoint of ``seed`` (under ``<out>/checkpoints``)."""
+    return f"{spec['backbone']}_{spec['exit']}_{spec['semantics']}_L{spec['layers']}_s{seed}"
+
+
+def label(p: dict) -> str:
     return f"{p['family']} L={p['layers']}" + (f" t={p['threshold']}" if p["exit"] != "none" else "")
 
 
@@ -164,7 +169,7 @@ def write_markdown(result: dict, path: Path) -> None:
              "| point | test MRR | Hits@10 | wall-clock (s) | engine GNN MACs | total MACs | Eq. 6 MACs (paper) | mean exit layer | frontier (time) | frontier (FLOPs) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(result["points"], key=lambda p: p["seconds"]):
-        lines.append(f"| {_label(p)} | {100 * p['mrr']:.2f} ± {100 * p['mrr_std']:.2f} | "
+        lines.append(f"| {label(p)} | {100 * p['mrr']:.2f} ± {100 * p['mrr_std']:.2f} | "
                      f"{100 * p['hits10']:.2f} | {p['seconds']:.3f} | {p['flops_gnn']:.3g} | {p['flops']:.3g} | "
                      f"{p['flops_paper']:.3g} | {p['mean_exit_layer']:.2f} | "
                      f"{'yes' if p['frontier_seconds'] else ''} | {'yes' if p['frontier_flops_gnn'] else ''} |")
@@ -172,9 +177,9 @@ def write_markdown(result: dict, path: Path) -> None:
     if d:
         b, e = d["best_fixed"], d["best_early_exit"]
         verdict = "dominates" if d["dominates"] else "does NOT dominate"
-        lines += ["", f"Best fixed-depth model: {_label(b)}, MRR {100 * b['mrr']:.2f} in {b['seconds']:.3f} s. "
+        lines += ["", f"Best fixed-depth model: {label(b)}, MRR {100 * b['mrr']:.2f} in {b['seconds']:.3f} s. "
                   f"Best early-exit point {'at no more time' if d['dominates'] else 'overall'}: "
-                  f"{_label(e)}, MRR {100 * e['mrr']:.2f} in {e['seconds']:.3f} s: early exit {verdict} "
+                  f"{label(e)}, MRR {100 * e['mrr']:.2f} in {e['seconds']:.3f} s: early exit {verdict} "
                   "the best fixed-depth model."]
     path.write_text("\n".join(lines) + "\n")
 

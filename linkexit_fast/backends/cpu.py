@@ -89,14 +89,9 @@ def _opt_real(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
 def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
                    rows: torch.Tensor, self_weight: Optional[torch.Tensor] = None,
                    cache: Optional[torch.Tensor] = None) -> torch.Tensor:
-    r"""Weighted CSR aggregation over a subset of rows.
+    """Weighted CSR aggregation over a subset of rows; see :func:`torch_ops.aggregate_rows`
+    (``rows`` may repeat; returns float32 ``[k, m]``).
 
-    .. math::
-        out_i = \sum_{e = rowptr[r]}^{rowptr[r+1]-1} weight_e \, h_{col_e}
-                + self\_weight_r \, h_r + cache_r, \qquad r = rows_i
-
-    Shapes: ``rowptr [R+1]``, ``col``/``weight [nnz]``, ``h [n, m]``, ``rows [k]`` (values in
-    ``[0, R)``, repeats allowed), ``self_weight [R]``, ``cache [R, m]``; returns float32 ``[k, m]``.
     Raises ``RuntimeError`` naming the argument for a wrong dtype or shape, a row outside
     ``[0, R)``, an invalid ``rowptr`` range or a ``col`` entry outside ``[0, n)``.
     """
