@@ -38,8 +38,9 @@ STEP_TOL = dict(rtol=1e-5, atol=2e-5)
 EXIT_MARGIN = 1e-5
 PROPERTY = settings(max_examples=200, deadline=None)
 
-# Widths around the 64-float column block and the 8/16-lane vector widths.
-WIDTHS = st.sampled_from([1, 3, 7, 8, 15, 17, 33, 63, 64, 65, 100, 129])
+# Widths around the 64-float column block, the 8/16-lane vector widths, and every mix of the
+# 256/128/64-column AVX-512 aggregation blocks with a portable tail (200 = 128 + 64 + 8).
+WIDTHS = st.sampled_from([1, 3, 7, 8, 15, 17, 33, 63, 64, 65, 100, 129, 200, 256, 330])
 
 
 def random_csr(gen: torch.Generator, degrees: list, n: int):

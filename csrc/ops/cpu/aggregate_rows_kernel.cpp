@@ -9,6 +9,15 @@
 
 #include "target_clones.h"
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define LINKEXIT_AVX512_BLOCKS 1
+#endif
+
 namespace linkexit_fast {
 namespace ops {
 namespace {
@@ -19,13 +28,28 @@ constexpr int64_t kColBlock = 64;
 // Output rows per dynamically scheduled task. Hub rows (degree ~1000 next to a mean of ~10)
 // make static splits uneven; 32 rows keep scheduling overhead negligible.
 constexpr int64_t kRowsPerTask = 32;
-// Look-ahead of the software prefetch, in edges, and lines prefetched per gathered row:
-// two lines start the L2 streamer, which fetches the rest of the row. On the 1M-node
-// benchmark graph (m = 256) this gathers ~15% faster than no software prefetch; longer
-// look-aheads or whole-row prefetches measured slower (fill buffers run out).
-constexpr int64_t kPrefetchEdges = 4;
-constexpr int64_t kPrefetchLines = 2;
+// Look-ahead of the software prefetch, in edges, and lines prefetched (into L2) per gathered
+// row: the L2 streamer fetches the rest of the row. On the 1M-node benchmark graph (m = 256)
+// software prefetch gathers ~15% faster than none; 4 to 16 edges ahead and 1 to 16 lines,
+// into L1 or L2, measured within noise of each other there.
+constexpr int64_t kPrefetchEdges = 8;
+constexpr int64_t kPrefetchLines = 4;
 constexpr int64_t kFloatsPerLine = 16;  // 64-byte cache lines
+
+// Asks the kernel to back a fresh output with 2 MB pages (transparent huge pages in
+// "madvise" mode, as on the benchmark machine): first-touch page faults drop 512-fold.
+// A 1 GB output (1M rows, m = 256) otherwise spends ~15% of the op in faults
+// (benchmarks/results/ops_cpu.md). Only whole 2 MB pages inside the buffer are advised.
+void advise_huge_pages(const at::Tensor& out) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + out.nbytes()) & ~(kHuge - 1);
+  // Only a hint: where it fails the output keeps 4 kB pages.
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+}
 
 struct AggregateArgs {
   const int64_t* rowptr;
@@ -82,7 +106,7 @@ class PrefetchCursor {
     if (in_range(c, a_.n)) {
       const float* row = a_.h + c * a_.m;
       const int64_t end = std::min(a_.m, kPrefetchLines * kFloatsPerLine);
-      for (int64_t j = 0; j < end; j += kFloatsPerLine) __builtin_prefetch(row + j);
+      for (int64_t j = 0; j < end; j += kFloatsPerLine) __builtin_prefetch(row + j, 0, 2);
     }
   }
 
@@ -120,9 +144,52 @@ inline void aggregate_block(const AggregateArgs& a, int64_t r, int64_t begin, in
   for (int64_t j = 0; j < w; ++j) dst[j] = acc[j];
 }
 
-LINKEXIT_TARGET_CLONES
-void aggregate_row_range(const AggregateArgs& a, int64_t i_begin, int64_t i_end,
-                         ErrorSlots& errors) {
+#ifdef LINKEXIT_AVX512_BLOCKS
+// The same block with kVecs AVX-512 registers (16 floats each) as accumulators: up to 256
+// columns, i.e. a whole m = 256 row, in one walk over the row's edges. The portable loop
+// cannot go wider than kColBlock (GCC spills a wider `acc` and runs ~2x slower), so it walks
+// the edges m / 64 times and leaves the L2 streamer to fetch the rest of each gathered row
+// while the first pass reads its head. One pass asks for every line of a gathered row at
+// once: ~10% faster on the 1M-node, m = 256 benchmark graph (benchmarks/results/ops_cpu.md).
+template <int kVecs>
+__attribute__((target("avx512f"))) inline void aggregate_block_avx512(
+    const AggregateArgs& a, int64_t r, int64_t begin, int64_t end, int64_t c0,
+    float* __restrict__ dst, PrefetchCursor* cursor) {
+  __m512 acc[kVecs];
+#pragma GCC unroll 16
+  for (int j = 0; j < kVecs; ++j) acc[j] = _mm512_setzero_ps();
+  const float* __restrict__ h = a.h + c0;
+  for (int64_t e = begin; e < end; ++e) {
+    if (cursor) cursor->advance();
+    const __m512 we = _mm512_set1_ps(a.weight[e]);
+    const float* __restrict__ src = h + a.col[e] * a.m;
+#pragma GCC unroll 16
+    for (int j = 0; j < kVecs; ++j) acc[j] = _mm512_fmadd_ps(we, _mm512_loadu_ps(src + 16 * j), acc[j]);
+  }
+  if (a.self_weight) {
+    const __m512 we = _mm512_set1_ps(a.self_weight[r]);
+    const float* __restrict__ src = h + r * a.m;
+#pragma GCC unroll 16
+    for (int j = 0; j < kVecs; ++j) acc[j] = _mm512_fmadd_ps(we, _mm512_loadu_ps(src + 16 * j), acc[j]);
+  }
+  if (a.cache) {
+    const float* __restrict__ src = a.cache + r * a.m + c0;
+#pragma GCC unroll 16
+    for (int j = 0; j < kVecs; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_loadu_ps(src + 16 * j));
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < kVecs; ++j) _mm512_storeu_ps(dst + 16 * j, acc[j]);
+}
+
+#endif
+
+// The rows [i_begin, i_end) of one task: validates each row, then aggregates it in
+// column blocks, AVX-512 ones first where kAvx512 (which must then run inside an
+// avx512f-targeted caller that flattens it, so that the blocks and the prefetch cursor
+// inline there and the cursor's state stays in registers).
+template <bool kAvx512>
+inline void aggregate_rows_impl(const AggregateArgs& a, int64_t i_begin, int64_t i_end,
+                                ErrorSlots& errors) {
   PrefetchCursor cursor(a, i_begin, i_end);
   for (int64_t p = 0; p < kPrefetchEdges; ++p) cursor.advance();
   const int64_t full_end = a.m - a.m % kColBlock;
@@ -148,16 +215,42 @@ void aggregate_row_range(const AggregateArgs& a, int64_t i_begin, int64_t i_end,
     }
     if (!ok) continue;
     float* dst = a.out + i * a.m;
-    // Only the first block pass gathers from memory; later ones hit rows now in L1/L2.
-    for (int64_t c0 = 0; c0 < full_end; c0 += kColBlock) {
+    // Only the first block pass advances the prefetch cursor; later ones hit rows now in L1/L2.
+    int64_t c0 = 0;
+#ifdef LINKEXIT_AVX512_BLOCKS
+    if constexpr (kAvx512) {
+      for (; c0 + 256 <= a.m; c0 += 256)
+        aggregate_block_avx512<16>(a, r, begin, end, c0, dst + c0, c0 == 0 ? &cursor : nullptr);
+      if (c0 + 128 <= a.m) {
+        aggregate_block_avx512<8>(a, r, begin, end, c0, dst + c0, c0 == 0 ? &cursor : nullptr);
+        c0 += 128;
+      }
+      if (c0 + 64 <= a.m) {
+        aggregate_block_avx512<4>(a, r, begin, end, c0, dst + c0, c0 == 0 ? &cursor : nullptr);
+        c0 += 64;
+      }
+    }
+#endif
+    for (; c0 < full_end; c0 += kColBlock) {
       aggregate_block<true>(a, r, begin, end, c0, kColBlock, dst + c0, c0 == 0 ? &cursor : nullptr);
     }
-    if (full_end < a.m) {
-      aggregate_block<false>(a, r, begin, end, full_end, a.m - full_end, dst + full_end,
-                             full_end == 0 ? &cursor : nullptr);
+    if (c0 < a.m) {
+      aggregate_block<false>(a, r, begin, end, c0, a.m - c0, dst + c0, c0 == 0 ? &cursor : nullptr);
     }
   }
 }
+
+LINKEXIT_TARGET_CLONES
+void aggregate_row_range(const AggregateArgs& a, int64_t i_begin, int64_t i_end, ErrorSlots& errors) {
+  aggregate_rows_impl<false>(a, i_begin, i_end, errors);
+}
+
+#ifdef LINKEXIT_AVX512_BLOCKS
+__attribute__((target("avx512f"), flatten)) void aggregate_row_range_avx512(
+    const AggregateArgs& a, int64_t i_begin, int64_t i_end, ErrorSlots& errors) {
+  aggregate_rows_impl<true>(a, i_begin, i_end, errors);
+}
+#endif
 
 at::Tensor aggregate_rows_kernel(const at::Tensor& rowptr, const at::Tensor& col,
                                  const at::Tensor& weight, const at::Tensor& h,
@@ -174,6 +267,7 @@ at::Tensor aggregate_rows_kernel(const at::Tensor& rowptr, const at::Tensor& col
   const int64_t k = rows.numel(), m = h.size(1);
   at::Tensor out = at::empty({k, m}, h.options());
   if (k == 0 || m == 0) return out;
+  advise_huge_pages(out);
 
   const AggregateArgs args{rowptr_c->data_ptr<int64_t>(),
                            col_c->data_ptr<int64_t>(),
@@ -189,9 +283,19 @@ at::Tensor aggregate_rows_kernel(const at::Tensor& rowptr, const at::Tensor& col
                            col.numel()};
   const int64_t num_tasks = (k + kRowsPerTask - 1) / kRowsPerTask;
   ErrorSlots errors;
+#ifdef LINKEXIT_AVX512_BLOCKS
+  static const bool has_avx512 = __builtin_cpu_supports("avx512f");
+#endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(at::get_num_threads())
   for (int64_t task = 0; task < num_tasks; ++task) {
-    aggregate_row_range(args, task * kRowsPerTask, std::min(k, (task + 1) * kRowsPerTask), errors);
+    const int64_t i_begin = task * kRowsPerTask, i_end = std::min(k, (task + 1) * kRowsPerTask);
+#ifdef LINKEXIT_AVX512_BLOCKS
+    if (has_avx512) {
+      aggregate_row_range_avx512(args, i_begin, i_end, errors);
+      continue;
+    }
+#endif
+    aggregate_row_range(args, i_begin, i_end, errors);
   }
   const int64_t i = errors.row.load(), self_i = errors.self_row.load();
   const int64_t r = errors.edge_range.load(), e = errors.edge.load();

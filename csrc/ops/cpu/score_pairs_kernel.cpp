@@ -16,16 +16,29 @@ namespace ops {
 namespace {
 
 // Default pairs per block. Each block costs two OpenMP joins (ours and the GEMM's), and on
-// the shared 2-core benchmark machine a join often waits a scheduler slice (~8 ms) for a
-// descheduled thread. 228k pairs, m = 256, 2-layer MLP, dense GEMM floor ~0.22 s:
-//   block            2048   4096   16384  32768
-//   2 threads (s)    1.76   0.91   0.43   0.40    (loaded machine: joins dominate)
-//   1 thread  (s)    0.27   0.26   0.30   0.32    (no joins: x and hidden stay in cache)
-// 16384 pairs (16 MB gather buffer at m = 256) is within ~10% of the best of both.
-constexpr int64_t kDefaultBlock = 16384;
+// the shared 2-core benchmark machine a join can wait a scheduler slice (~8 ms) for a
+// descheduled thread; smaller blocks keep x and the hidden layer in cache. 228k pairs,
+// m = 256, 2-layer MLP, time over the dense-GEMM floor, medians of 8 interleaved rounds on a
+// quiet machine (after the gather prefetch below):
+//   block      4096   8192   16384  32768
+//   run 1      1.09   1.28   1.59   1.45
+//   run 2      1.16   1.12   1.30   1.54
+//   run 3      1.17   1.19   1.21   1.48
+//   3-layer    1.05   1.06   1.11   1.45
+// An earlier, loaded machine made 4096 twice as slow as 16384 (joins dominated there);
+// 8192 (8 MB gather buffer at m = 256) is close to the best of both.
+constexpr int64_t kDefaultBlock = 8192;
 // Pairs per dynamically scheduled chunk inside a block: small enough that a thread which
 // gets the core back late finds little left to do, large enough to amortise the scheduling.
 constexpr int64_t kChunk = 256;
+
+// Software prefetch of the z rows the gather will read kPairPrefetch pairs ahead: their
+// first kPrefetchFloats floats (4 cache lines; the L2 streamer fetches the rest). The rows
+// of random pairs on a large graph come from DRAM; on the 1M-node benchmark (228k pairs,
+// m = 256, 2-layer MLP) this took the op from 1.42x to ~1.2x the dense-GEMM floor.
+// 4, 8, 12 or 16 pairs ahead and 2 to 16 lines measured within noise of each other.
+constexpr int64_t kPairPrefetch = 8;
+constexpr int64_t kPrefetchFloats = 64;
 
 inline bool in_range(int64_t value, int64_t size) {
   return static_cast<uint64_t>(value) < static_cast<uint64_t>(size);
@@ -39,6 +52,15 @@ void gather_hadamard(const float* __restrict__ z, int64_t n, const int64_t* u, c
                      int64_t m, int64_t i_begin, int64_t i_end, float* __restrict__ x,
                      std::atomic<int64_t>& bad_pair) {
   for (int64_t i = i_begin; i < i_end; ++i) {
+    if (i + kPairPrefetch < i_end) {
+      const int64_t pu = u[i + kPairPrefetch], pv = v[i + kPairPrefetch];
+      if (in_range(pu, n) && in_range(pv, n)) {
+        for (int64_t j = 0; j < std::min(m, kPrefetchFloats); j += 16) {
+          __builtin_prefetch(z + pu * m + j);
+          __builtin_prefetch(z + pv * m + j);
+        }
+      }
+    }
     if (!in_range(u[i], n) || !in_range(v[i], n)) {
       int64_t none = -1;
       bad_pair.compare_exchange_strong(none, i, std::memory_order_relaxed);
