@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -58,14 +58,20 @@ def csr_gather(rowptr: torch.Tensor, rows: torch.Tensor) -> Tuple[torch.Tensor, 
 
 
 def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor, max_hops: int,
-                 passable: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 passable: Optional[torch.Tensor] = None,
+                 row_of: Optional[Callable[[], torch.Tensor]] = None, symmetric: bool = False) -> torch.Tensor:
     """Multi-source BFS: hop distance (``UNREACHED`` beyond ``max_hops``) of every row.
 
     With ``passable`` (bool per node), the walk expands only from passable nodes; impassable nodes
-    are still reached, so their (frozen) state can be read.
+    are still reached, so their (frozen) state can be read. A narrow frontier pushes along its own
+    edges. A wide one walks whichever edge set is smaller: into the rows not yet reached (pull,
+    only when the CSR is ``symmetric``; on ogbl-ddi, where the endpoints leave few rows
+    unreached, that is a small part of the 2.1M entries), or one masked pass over all entries,
+    which needs the row of every entry: ``row_of`` returns it from the caller's cache.
     """
     n = rowptr.numel() - 1
-    dist = torch.full((n,), UNREACHED, dtype=torch.int64, device=rowptr.device)
+    dev = rowptr.device
+    dist = torch.full((n,), UNREACHED, dtype=torch.int64, device=dev)
     dist[sources] = 0
     frontier = (dist == 0).nonzero().squeeze(1)
     row = None
@@ -75,13 +81,22 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
         if frontier.numel() == 0:
             break
         # mark-then-scan instead of unique(): O(n) per hop rather than a sort of the neighbour list
-        seen = torch.zeros(n, dtype=torch.bool, device=rowptr.device)
-        if frontier.numel() > n // 8:  # a wide frontier: one masked pass over all edges is cheaper
-            if row is None:
-                row = torch.repeat_interleave(torch.arange(n, device=rowptr.device), rowptr.diff())
-            fmask = torch.zeros(n, dtype=torch.bool, device=rowptr.device)
+        seen = torch.zeros(n, dtype=torch.bool, device=dev)
+        if frontier.numel() > n // 8:  # a wide frontier: pull, or one masked pass over all edges
+            unreached = (dist == UNREACHED).nonzero().squeeze(1)
+            if unreached.numel() == 0:
+                break
+            fmask = torch.zeros(n, dtype=torch.bool, device=dev)
             fmask[frontier] = True
-            seen[col[fmask[row]]] = True
+            deg = rowptr.diff()
+            if symmetric and int(deg[unreached].sum()) < int(deg[frontier].sum()):
+                pos, seg = csr_gather(rowptr, unreached)
+                seen[unreached[seg[fmask[col[pos]]]]] = True
+            else:
+                if row is None:
+                    row = row_of() if row_of is not None else \
+                        torch.repeat_interleave(torch.arange(n, device=dev), deg)
+                seen[col[fmask[row]]] = True
         else:
             pos, _ = csr_gather(rowptr, frontier)
             seen[col[pos]] = True
@@ -178,7 +193,7 @@ class _Run:
         slot_of[ends] = torch.arange(ends.numel(), device=pairs.device)
         self.slots = slot_of[pairs]
         # Scope: everything within L hops of an endpoint; compact when that is a small part.
-        dist = hop_distance(graph.rowptr, graph.col, ends, self.L)
+        dist = hop_distance(graph.rowptr, graph.col, ends, self.L, row_of=lambda: graph.row, symmetric=True)
         scope = (dist <= self.L).nonzero().squeeze(1)
         dev = self.dev = graph.rowptr.device
         dinv = graph.dinv(model.self_loops)
@@ -198,7 +213,7 @@ class _Run:
             self.ends = g2l[ends]
         else:
             self.rowptr, self.col, self.nodes, self.ends = graph.rowptr, graph.col, None, ends
-            self.weight = dinv[graph.row] * dinv[graph.col]
+            self.weight = graph.edge_weight(model.self_loops)
         self.n = self.rowptr.numel() - 1
         self.dist = dist if self.nodes is None else dist[scope]
         self.deg = graph.deg if self.nodes is None else graph.deg[scope]
@@ -207,6 +222,7 @@ class _Run:
             d = dinv if self.nodes is None else dinv[scope]
             self.self_weight = d * d
         self.graph = graph
+        self.row: Optional[torch.Tensor] = None
         stats.scope_nodes = self.n
         # The aggregation CSR shrinks under freeze; readiness always needs all neighbours.
         self.agg_rowptr, self.agg_col, self.agg_weight = self.rowptr, self.col, self.weight
@@ -214,6 +230,13 @@ class _Run:
         self.in_cache = torch.zeros(self.n, dtype=torch.bool, device=dev)  # frozen, in the cache
 
     # -------------------------------------------------------------- pieces
+    def _row(self) -> torch.Tensor:
+        """The row of every entry of the scope CSR (for wide-frontier re-scoping), built once."""
+        if self.row is None:
+            self.row = self.graph.row if self.nodes is None else torch.repeat_interleave(
+                torch.arange(self.n, device=self.dev), self.rowptr.diff(), output_size=self.col.numel())
+        return self.row
+
     def _rows(self, mask: torch.Tensor) -> torch.Tensor:
         return mask.nonzero().squeeze(1)
 
@@ -410,8 +433,9 @@ class _Run:
                 need &= ~ex_end
                 n_src = int(need.sum())
                 if n_src <= 0.5 * sources_at_bfs or (self.freeze and int(exited.sum()) > 1.1 * exited_at_rebuild + 0.05 * n):
+                    # The scope CSR is the graph's own (symmetric) unless it was compacted.
                     dist = hop_distance(self.rowptr, self.col, self.ends[need], bound,
-                                        ~exited if self.freeze else None)
+                                        ~exited if self.freeze else None, self._row, self.nodes is None)
                     sources_at_bfs = n_src
                 if self.freeze and int(exited.sum()) > exited_at_rebuild + 0.25 * (n - exited_at_rebuild):
                     keep = (dist <= bound) & ~exited

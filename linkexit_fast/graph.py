@@ -64,6 +64,15 @@ class Graph:
             self._cache[key] = inv
         return self._cache[key]
 
+    def edge_weight(self, self_loops: bool) -> torch.Tensor:
+        r"""Normalised weight ``dinv[row] * dinv[col]`` of every CSR entry (cached: on ogbl-ddi's
+        2.1M entries it took 6 ms a call to rebuild)."""
+        key = ("edge_weight", self_loops)
+        if key not in self._cache:
+            dinv = self.dinv(self_loops)
+            self._cache[key] = dinv[self.row] * dinv[self.col]
+        return self._cache[key]
+
     @property
     def row(self) -> torch.Tensor:
         """Row index of every CSR entry, int64 ``[2 E]`` (cached)."""

@@ -95,7 +95,7 @@ class NormAdj:
     def __init__(self, graph: Graph, self_loops: bool):
         dinv = graph.dinv(self_loops)
         self.graph = graph
-        self.weight = dinv[graph.row] * dinv[graph.col]
+        self.weight = graph.edge_weight(self_loops)
         self.self_weight = dinv * dinv if self_loops else None
         n = graph.num_nodes
         self.csr = torch.sparse_csr_tensor(graph.rowptr, graph.col, self.weight, (n, n))

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 import linkexit_fast as lf
 from conftest import require_data, require_optional
 from linkexit_fast.backends import available_backends
+from linkexit_fast.engine import UNREACHED, hop_distance
 from linkexit_fast.evaluate import reference_scores
 from linkexit_fast.models import BACKBONES, EXIT_MODES, SEMANTICS, EarlyExitLinkPredictor, ModelConfig
 
@@ -85,6 +86,34 @@ def test_engine_all_nodes_and_one_pair(backbone, exit, semantics, backend):
 
 def test_near_ties_are_rare():
     assert near_ties["count"] <= 3, f"{near_ties['count']} near-ties excluded"
+
+
+def bfs_reference(graph, sources, max_hops, passable):
+    """Hop distances by a plain Python BFS (expanding only from passable nodes)."""
+    nbrs = [graph.col[graph.rowptr[v]:graph.rowptr[v + 1]].tolist() for v in range(graph.num_nodes)]
+    dist = {v: 0 for v in sources}
+    frontier = sorted(dist)
+    for hop in range(1, max_hops + 1):
+        frontier = [w for v in frontier if passable is None or passable[v] for w in nbrs[v] if w not in dist]
+        frontier = sorted(set(frontier))
+        dist.update((w, hop) for w in frontier)
+    return [dist.get(v, UNREACHED) for v in range(graph.num_nodes)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 40), e=st.integers(0, 200), hubs=st.integers(0, 2), seed=st.integers(0, 10**6),
+       max_hops=st.integers(0, 5), frac=st.floats(0.0, 1.0), with_passable=st.booleans())
+def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_passable):
+    """Push, pull and the masked full pass all give the BFS distances (sources from one node to
+    all of them, so every branch of hop_distance is taken somewhere)."""
+    graph = random_graph(n, e, hubs, seed)
+    g = torch.Generator().manual_seed(seed)
+    sources = torch.randperm(n, generator=g)[:max(1, int(frac * n))]
+    passable = torch.rand(n, generator=g) < 0.7 if with_passable else None
+    expected = bfs_reference(graph, sources.tolist(), max_hops, passable)
+    for symmetric in (False, True):
+        dist = hop_distance(graph.rowptr, graph.col, sources, max_hops, passable, lambda: graph.row, symmetric)
+        assert dist.tolist() == expected
 
 
 def test_engine_skips_work():
