@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .backends import get_backend
-from .graph import Graph
+from .graph import Graph, entry_rows
 from .models import SPARSE_FEATURE_DENSITY, EarlyExitLinkPredictor
 from .validation import check_pairs
 
@@ -94,8 +94,7 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
                 seen[unreached[seg[fmask[col[pos]]]]] = True
             else:
                 if row is None:
-                    row = row_of() if row_of is not None else \
-                        torch.repeat_interleave(torch.arange(n, device=dev), deg)
+                    row = row_of() if row_of is not None else entry_rows(rowptr)
                 seen[col[fmask[row]]] = True
         else:
             pos, _ = csr_gather(rowptr, frontier)
@@ -233,8 +232,7 @@ class _Run:
     def _row(self) -> torch.Tensor:
         """The row of every entry of the scope CSR (for wide-frontier re-scoping), built once."""
         if self.row is None:
-            self.row = self.graph.row if self.nodes is None else torch.repeat_interleave(
-                torch.arange(self.n, device=self.dev), self.rowptr.diff(), output_size=self.col.numel())
+            self.row = self.graph.row if self.nodes is None else entry_rows(self.rowptr)
         return self.row
 
     def _rows(self, mask: torch.Tensor) -> torch.Tensor:

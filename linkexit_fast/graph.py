@@ -17,6 +17,13 @@ from .validation import check_features, check_index_tensor
 __all__ = ["Graph"]
 
 
+def entry_rows(rowptr: torch.Tensor) -> torch.Tensor:
+    """The row of every entry of a CSR with offsets ``rowptr``, int64 ``[nnz]``."""
+    n = rowptr.numel() - 1
+    return torch.repeat_interleave(torch.arange(n, dtype=torch.int64, device=rowptr.device), rowptr.diff(),
+                                   output_size=int(rowptr[-1]) if n else 0)
+
+
 @dataclass(frozen=True, eq=False)
 class Graph:
     r"""An immutable undirected graph in CSR form, with optional float32 node features.
@@ -77,8 +84,7 @@ class Graph:
     def row(self) -> torch.Tensor:
         """Row index of every CSR entry, int64 ``[2 E]`` (cached)."""
         if "row" not in self._cache:
-            self._cache["row"] = torch.repeat_interleave(
-                torch.arange(self.num_nodes, dtype=torch.int64, device=self.rowptr.device), self.deg)
+            self._cache["row"] = entry_rows(self.rowptr)
         return self._cache["row"]
 
     def edge_index(self) -> torch.Tensor:

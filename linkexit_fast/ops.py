@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import torch
 
 from .backends import get_backend
+from .graph import entry_rows
 
 __all__ = ["aggregate_rows", "exit_decision", "score_pairs", "gcn_aggregate"]
 
@@ -72,6 +73,6 @@ def gcn_aggregate(rowptr: torch.Tensor, col: torch.Tensor, h: torch.Tensor, back
     step of a GCN layer in another package (see ``docs/backend_swap.md``)."""
     n = rowptr.numel() - 1
     dinv = (rowptr[1:] - rowptr[:-1] + 1).to(torch.float32).pow(-0.5)
-    row = torch.repeat_interleave(torch.arange(n, device=rowptr.device), rowptr[1:] - rowptr[:-1])
+    row = entry_rows(rowptr)
     return aggregate_rows(rowptr, col, dinv[row] * dinv[col], h, torch.arange(n, device=h.device),
                           dinv * dinv, backend=backend)
