@@ -35,9 +35,12 @@ from .validation import check_pairs
 __all__ = ["predict", "EngineStats", "csr_gather", "hop_distance"]
 
 UNREACHED = 1 << 30
-# Rows per layer-update chunk on a CPU (see _Run._update): 65536 x 256 floats is 64 MB per
-# temporary. On a GPU a layer is one chunk: there launches cost more than memory.
-ROW_CHUNK_CPU = 65536
+# Bytes per [rows, m] temporary of a chunked layer update on a CPU (see _Run._update). Below
+# glibc's 32 MB ceiling for its adaptive mmap threshold, freed chunks come back from the heap
+# instead of as fresh pages: on the 1M-node graph (m = 256) 16k-row chunks took a full evaluation
+# from 1.2M page faults to 0.5M and its wall-clock from 5.1-6.2 s to 3.9-4.5 s, against 64k-row
+# (64 MB) chunks. On a GPU a layer is one chunk: there launches cost more than memory.
+ROW_CHUNK_BYTES = 16 << 20
 # Cost of a frozen-neighbour cache rebuild per edge of the kept rows, in multiply-accumulates:
 # its index passes (gather, mask, recount, two prefix sums) took ~37 ns per edge on the 2-core
 # benchmark machine, about 300 MACs of aggregation there. On ogbl-ddi (L = 3) a rebuild that
@@ -236,6 +239,7 @@ class _Run:
         self.agg_rowptr, self.agg_col, self.agg_weight = self.rowptr, self.col, self.weight
         self.csr_deg = self.agg_deg = self.rowptr.diff()  # entries per row, for the FLOP counts
         self.cache: Optional[torch.Tensor] = None
+        self.scratch: Optional[torch.Tensor] = None
         self.in_cache = torch.zeros(self.n, dtype=torch.bool, device=dev)  # frozen, in the cache
 
     # -------------------------------------------------------------- pieces
@@ -248,11 +252,23 @@ class _Run:
     def _rows(self, mask: torch.Tensor) -> torch.Tensor:
         return mask.nonzero().squeeze(1)
 
-    @staticmethod
-    def _take(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``x[rows]`` for sorted unique ``rows`` (from :meth:`_rows`), without the copy when they
-        are every row: on a full evaluation that gather is an [N, m] pass per use."""
-        return x if rows.numel() == x.shape[0] else _at(x, rows)
+    def _scratch(self, rows: int) -> torch.Tensor:
+        """A ``[rows, m]`` view of the one scratch buffer that serves every layer: first the
+        exit heads' row gather, then the layer's new states. A fresh tensor per use pays its
+        first-touch page faults each time: on the 1M-node graph that was 1.66M faults (6.6 GB)
+        per call, and the kernel's share of the engine's CPU time was about 40 %."""
+        if self.scratch is None or self.scratch.shape[0] < rows:
+            self.scratch = None  # release the smaller one before allocating
+            self.scratch = torch.empty(rows, self.m, device=self.dev)
+        return self.scratch[:rows]
+
+    def _take(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``h[rows]`` for sorted unique ``rows`` (from :meth:`_rows`), in the scratch buffer, and
+        without the copy when they are every row: on a full evaluation that gather is an [N, m]
+        pass per use. Valid until the next use of the scratch."""
+        if rows.numel() == h.shape[0]:
+            return h
+        return torch.index_select(h, 0, rows, out=self._scratch(rows.numel()))
 
     def _input(self) -> torch.Tensor:
         """H^0 over the scope rows (gcn: X W_0, the first layer's transform, done before aggregation)."""
@@ -339,9 +355,9 @@ class _Run:
                 ) -> Tuple[torch.Tensor, int]:
         """New states of rows ``upd`` at layer ``l`` and the edges aggregated for them.
 
-        Rows go in chunks, so a layer holds ``h``, one output buffer and chunk-sized temporaries
-        rather than four ``[N, m]`` tensors (aggregate, linear, activation, output): on the 1M-node
-        graph that is the difference between 2 and 4 GB.
+        Rows go in chunks into the scratch buffer, so a layer holds ``h``, the scratch and
+        chunk-sized temporaries rather than four ``[N, m]`` tensors (aggregate, linear, activation,
+        output): on the 1M-node graph that is the difference between 2 and 4 GB.
         """
         model, c, ops = self.model, self.c, self.ops
         first = c.backbone == "gcn" and l == 0  # aggregates X W_0 over the full CSR, no cache
@@ -356,11 +372,11 @@ class _Run:
             h_rows = None if c.backbone == "gcn" else _at(h, rows)  # gcn has no residual
             return model.transform(l, agg, h_rows, None if step is None else _at(step, rows))
 
-        chunk = ROW_CHUNK_CPU if self.dev.type == "cpu" else max(upd.numel(), 1)
+        chunk = max(ROW_CHUNK_BYTES // (4 * self.m), 1) if self.dev.type == "cpu" else max(upd.numel(), 1)
         if upd.numel() <= chunk:
             out = rows_update(upd)
         else:
-            out = torch.empty(upd.numel(), self.m, device=self.dev)
+            out = self._scratch(upd.numel())
             for s in range(0, upd.numel(), chunk):
                 out[s:s + chunk] = rows_update(upd[s:s + chunk])
         return out, int(deg[upd].sum())
@@ -486,8 +502,10 @@ class _Run:
             st.flops_gnn += n_edges * m
             st.nodes_updated.append(int(upd.numel()))
             st.edges_aggregated.append(n_edges)
-            if upd.numel() == n:
-                h = new_h  # every row updated (so, under freeze, none has exited)
+            if upd.numel() == n:  # every row updated (so, under freeze, none has exited)
+                if self.scratch is not None and new_h.data_ptr() == self.scratch.data_ptr():
+                    self.scratch = h  # ping-pong: the old states become the scratch
+                h = new_h
             else:
                 h.index_copy_(0, upd, new_h)
         else:  # the layers ran out with pairs still open: their endpoints' final states

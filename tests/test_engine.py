@@ -218,15 +218,20 @@ def test_frozen_neighbour_cache_is_exact(monkeypatch, edge_cost, built):
     assert bool(calls) == built
 
 
+@pytest.mark.parametrize("semantics", ["freeze", "readout"])
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_layer_update_in_row_chunks_is_exact(monkeypatch, backbone):
-    """Large graphs update a layer's rows in chunks (bounded memory); results do not change."""
+def test_layer_update_in_row_chunks_is_exact(monkeypatch, backbone, semantics):
+    """Large graphs update a layer's rows in chunks, into a scratch buffer that alternates with h;
+    results do not change."""
     from linkexit_fast import engine
-    monkeypatch.setattr(engine, "ROW_CHUNK_CPU", 7)
+    monkeypatch.setattr(engine, "ROW_CHUNK_BYTES", 7 * 4 * 16)  # 7 rows of 16 floats
     graph = random_graph(120, 300, 1, 11)
     torch.manual_seed(5)
     model = EarlyExitLinkPredictor(ModelConfig(6, 120, hidden=16, layers=4, backbone=backbone,
-                                               exit="node")).eval()
+                                               exit="node", semantics=semantics)).eval()
     thr = half_exit_threshold(model, graph)
     pairs = torch.randint(0, 120, (60, 2), generator=torch.Generator().manual_seed(1))
     assert check_contract(model, graph, pairs, thr, "torch")
+    # Every node an endpoint: whole layers update, and h and the scratch trade places.
+    every = torch.stack([torch.arange(120), torch.randperm(120, generator=torch.Generator().manual_seed(2))], 1)
+    assert check_contract(model, graph, every, thr, "torch")
