@@ -113,11 +113,9 @@ def load(path) -> Predictor:
         n = rowptr.numel() - 1
         if n != config.num_nodes and config.in_channels == 0:
             raise ValueError(f"{target}: graph has {n} nodes, the model's embedding {config.num_nodes}")
-        if col.numel() and (int(col.min()) < 0 or int(col.max()) >= n):
-            raise ValueError(f"{target}: graph.col holds node ids outside [0, {n})")
-        if int(rowptr[-1]) != col.numel():
-            raise ValueError(f"{target}: graph.rowptr does not match graph.col")
-        x = tensors.get("graph.x")
-        graph = Graph(rowptr, col, n, x)
+        try:
+            graph = Graph(rowptr, col, n, tensors.get("graph.x"))
+        except ValueError as e:
+            raise ValueError(f"{target}: {e}") from None
         model.input_features(graph.x)  # raises on a feature-size mismatch
     return Predictor(model, graph, metrics, extra, versions, target)

@@ -44,6 +44,28 @@ class Graph:
     num_self_loops_removed: int = 0
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self):
+        # The kernels index with rowptr and col unchecked per entry (torch's sparse products
+        # included), so a Graph built directly must be a valid CSR before anything runs on it.
+        n, rowptr, col = self.num_nodes, self.rowptr, self.col
+        if not isinstance(n, int) or n <= 0:
+            raise ValueError(f"num_nodes must be a positive int, got {n!r}")
+        for name, t in (("rowptr", rowptr), ("col", col)):
+            if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.dim() != 1:
+                raise ValueError(f"Graph.{name} must be a 1-D int64 tensor, got "
+                                 f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
+        if rowptr.numel() != n + 1:
+            raise ValueError(f"Graph.rowptr has {rowptr.numel()} entries; num_nodes={n} needs {n + 1}")
+        falls = bool((rowptr.diff() < 0).any())
+        if int(rowptr[0]) != 0 or int(rowptr[-1]) != col.numel() or falls:
+            raise ValueError(f"Graph.rowptr must rise from 0 to len(col)={col.numel()}, got "
+                             f"{int(rowptr[0])} ... {int(rowptr[-1])}{' (falling somewhere)' if falls else ''}")
+        if col.numel() and (int(col.min()) < 0 or int(col.max()) >= n):
+            raise ValueError(f"Graph.col holds node ids in [{int(col.min())}, {int(col.max())}], "
+                             f"outside [0, {n})")
+        if self.x is not None and (self.x.dim() != 2 or self.x.shape[0] != n):
+            raise ValueError(f"Graph.x must be [num_nodes={n}, F], got {tuple(self.x.shape)}")
+
     # ------------------------------------------------------------------ properties
     @property
     def num_edges(self) -> int:

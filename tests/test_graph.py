@@ -91,6 +91,22 @@ def test_bad_features_and_empty_graph():
         Graph.from_edge_index(torch.empty(2, 0, dtype=torch.int64))
 
 
+@pytest.mark.parametrize("rowptr, col, n, msg", [
+    ([0, 2, 3], [1, 5, 0], 2, r"col holds node ids in \[0, 5\], outside \[0, 2\)"),
+    ([0, 2, 1], [1, 0], 2, "falling somewhere"),
+    ([0, 1, 3], [1, 0], 2, r"rise from 0 to len\(col\)=2"),
+    ([0, 1, 2], [1, 0], 3, "num_nodes=3 needs 4"),
+    ([0, 1, 2], [1.0, 0.0], 2, "col must be a 1-D int64 tensor"),
+    ([0, 1, 2], [1, 0], 0, "num_nodes must be a positive int"),
+])
+def test_directly_built_graph_is_validated(rowptr, col, n, msg):
+    """Graph(rowptr, col, n) skips the converting constructors; a broken CSR must still be
+    refused before any kernel indexes with it."""
+    with pytest.raises(ValueError, match=msg):
+        Graph(torch.tensor(rowptr), torch.tensor(col), n)
+    assert Graph(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), 2).num_edges == 1
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="edge-list file not found"):
         Graph.from_edgelist_file(tmp_path / "missing.txt")
