@@ -318,9 +318,9 @@ class _Run:
         rebuilds dropped.
         """
         deg = self.agg_deg
-        frozen_edges = float(deg[exited & ~self.in_cache].sum())
-        row_edges = float(deg[keep].sum())
-        return frozen_edges * self.m * later_updates > CACHE_EDGE_COST * row_edges
+        frozen_edges = (deg * (exited & ~self.in_cache)).sum()
+        row_edges = (deg * keep).sum()
+        return bool(frozen_edges * (self.m * later_updates) > CACHE_EDGE_COST * row_edges)  # one sync
 
     def _rebuild_cache(self, h: torch.Tensor, exited: torch.Tensor, keep_rows: torch.Tensor) -> None:
         """Move frozen neighbours' contributions into the cache and drop their edges (freeze only)."""
@@ -470,8 +470,8 @@ class _Run:
                     st.nodes_decided.append(decided)
                     break
                 resolve(_at(open_pairs, idx), _at(open_keys, idx), zsel if readout else h)
-                live = ~done
-                open_pairs, open_keys = open_pairs[live], open_keys[live]
+                live = self._rows(~done)
+                open_pairs, open_keys = _at(open_pairs, live), _at(open_keys, live)
                 # Lazy re-scoping: only when the set of endpoints still needed shrank enough.
                 need = torch.zeros(ex_key.numel(), dtype=torch.bool, device=dev)
                 need.scatter_(0, open_keys.flatten(), True)

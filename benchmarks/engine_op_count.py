@@ -1,0 +1,73 @@
+"""Torch ops and host syncs in one engine call: the currency of GPU host overhead, counted on any
+machine. On a GPU every op below is at least one kernel launch and every sync stalls the host
+until the device drains (the H100 run of ogbl-ddi was host-bound: gpu_notes.md).
+
+    python benchmarks/engine_op_count.py [--cases ddi-valid,citeseer-valid] [--backend cpu]
+        -> benchmarks/results/engine_op_count.{json,md}
+
+Counts come from torch.profiler over one call after a warm-up call. "Ops" are top-level aten ops
+that touch data (views, reshapes, dtype no-ops and scalar reads are left out; a backend's own op
+counts once). "Syncs" are the device-to-host reads inside them: ``nonzero`` (boolean-mask
+indexing included) and ``_local_scalar_dense`` (``int(t)``, ``bool(t)``, ``t.item()``).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import profile
+
+import linkexit_fast as lf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_engine_bench import THRESHOLD, case  # noqa: E402
+
+NO_DATA = {"aten::view", "aten::reshape", "aten::squeeze", "aten::unsqueeze", "aten::to",
+           "aten::lift_fresh", "aten::select", "aten::slice", "aten::flatten", "aten::contiguous",
+           "aten::as_strided", "aten::detach", "aten::t", "aten::alias", "aten::empty",
+           "aten::item", "aten::numpy_T", "aten::narrow", "aten::expand", "aten::_local_scalar_dense"}
+SYNCS = {"aten::nonzero", "aten::_local_scalar_dense"}
+
+
+def count(name: str, backend: str) -> dict:
+    graph, pairs, model = case(name)
+    lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend)
+    with profile() as prof:
+        lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend)
+    top = [e for e in prof.events() if e.cpu_parent is None]
+
+    def syncs(e) -> int:
+        return (e.name in SYNCS) + sum(syncs(c) for c in e.cpu_children)
+    ops = collections.Counter(e.name for e in top if e.name not in NO_DATA)
+    return {"case": name, "backend": backend, "ops": sum(ops.values()),
+            "syncs": sum(syncs(e) for e in top), "most_common": ops.most_common(12)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="ddi-valid,citeseer-valid")
+    ap.add_argument("--backend", default="cpu")
+    ap.add_argument("--out", default="benchmarks/results/engine_op_count")
+    args = ap.parse_args()
+    package = Path(lf.__file__).resolve().parent  # the code measured, wherever it is checked out
+    commit = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    rows = [count(c, args.backend) for c in args.cases.split(",")]
+    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    Path(args.out + ".json").write_text(json.dumps({"command": command, "commit": commit, "rows": rows}, indent=1))
+    lines = ["# Torch ops and host syncs per engine call", "", f"Command: `{command}` at commit {commit}.", "",
+             "| case | backend | ops | host syncs | most frequent ops |", "|---|---|---|---|---|"]
+    for r in rows:
+        top = ", ".join(f"{n.replace('aten::', '')} {k}" for n, k in r["most_common"][:6])
+        lines.append(f"| {r['case']} | {r['backend']} | {r['ops']} | {r['syncs']} | {top} |")
+    Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
