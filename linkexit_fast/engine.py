@@ -41,6 +41,10 @@ UNREACHED = 1 << 30
 # from 1.2M page faults to 0.5M and its wall-clock from 5.1-6.2 s to 3.9-4.5 s, against 64k-row
 # (64 MB) chunks. On a GPU a layer is one chunk: there launches cost more than memory.
 ROW_CHUNK_BYTES = 16 << 20
+# Below this fraction of the rows, a BFS frontier (or its neighbour list) is deduplicated by
+# sorting it instead of marking then scanning all N rows: one query pair on the 1M-node graph
+# spent 6.7 of its 12 ms in such O(N) passes.
+SPARSE_FRONTIER = 1 / 64
 # Cost of a frozen-neighbour cache rebuild per edge of the kept rows, in multiply-accumulates:
 # its index passes (gather, mask, recount, two prefix sums) took ~37 ns per edge on the 2-core
 # benchmark machine, about 300 MACs of aggregation there. On ogbl-ddi (L = 3) a rebuild that
@@ -71,8 +75,11 @@ def csr_gather(rowptr: torch.Tensor, rows: torch.Tensor) -> Tuple[torch.Tensor, 
 
 def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor, max_hops: int,
                  passable: Optional[torch.Tensor] = None,
-                 row_of: Optional[Callable[[], torch.Tensor]] = None, symmetric: bool = False) -> torch.Tensor:
-    """Multi-source BFS: hop distance (``UNREACHED`` beyond ``max_hops``) of every row.
+                 row_of: Optional[Callable[[], torch.Tensor]] = None, symmetric: bool = False,
+                 return_reached: bool = False):
+    """Multi-source BFS: hop distance (``UNREACHED`` beyond ``max_hops``) of every row, and with
+    ``return_reached`` also the sorted rows reached (collected from the frontiers when they are
+    few, so a small query never scans all N rows).
 
     With ``passable`` (bool per node), the walk expands only from passable nodes; impassable nodes
     are still reached, so their (frozen) state can be read. A narrow frontier pushes along its own
@@ -85,19 +92,20 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
     dev = rowptr.device
     dist = torch.full((n,), UNREACHED, dtype=torch.int64, device=dev)
     dist.scatter_(0, sources, 0)
-    frontier = (dist == 0).nonzero().squeeze(1)
+    sparse = SPARSE_FRONTIER * n
+    frontier = torch.unique(sources) if sources.numel() < sparse else (dist == 0).nonzero().squeeze(1)
+    found = [frontier]
     row = None
     for hop in range(1, max_hops + 1):
         if passable is not None:
             frontier = frontier[_at(passable, frontier)]
         if frontier.numel() == 0:
             break
-        # mark-then-scan instead of unique(): O(n) per hop rather than a sort of the neighbour list
-        seen = torch.zeros(n, dtype=torch.bool, device=dev)
         if frontier.numel() > n // 8:  # a wide frontier: pull, or one masked pass over all edges
             unreached = (dist == UNREACHED).nonzero().squeeze(1)
             if unreached.numel() == 0:
                 break
+            seen = torch.zeros(n, dtype=torch.bool, device=dev)
             fmask = torch.zeros(n, dtype=torch.bool, device=dev)
             fmask.scatter_(0, frontier, True)
             deg = rowptr.diff()
@@ -110,11 +118,25 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
                 seen.scatter_(0, col[fmask[row]], True)
         else:
             pos, _ = csr_gather(rowptr, frontier)
-            seen.scatter_(0, _at(col, pos), True)
+            nbrs = _at(col, pos)
+            if nbrs.numel() < sparse:  # a few neighbours: sort them rather than scan every row
+                nbrs = torch.unique(nbrs)
+                frontier = nbrs[_at(dist, nbrs) == UNREACHED]
+                dist.scatter_(0, frontier, hop)
+                found.append(frontier)
+                continue
+            seen = torch.zeros(n, dtype=torch.bool, device=dev)
+            seen.scatter_(0, nbrs, True)
+        # mark-then-scan instead of unique(): O(n) per hop rather than a sort of the neighbour list
         seen &= dist == UNREACHED
         frontier = seen.nonzero().squeeze(1)
         dist.scatter_(0, frontier, hop)
-    return dist
+        found.append(frontier)
+    if not return_reached:
+        return dist
+    if sum(f.numel() for f in found) < sparse:
+        return dist, torch.sort(torch.cat(found)).values
+    return dist, (dist != UNREACHED).nonzero().squeeze(1)
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -195,17 +217,22 @@ class _Run:
         self.exits = c.exit != "none"
         self.freeze = self.exits and c.semantics == "freeze"
         self.sample = model.eval_mode == "sample"
-        # Endpoints and each pair's slots among them, by marking rather than sorting (O(N + P)).
+        # Endpoints and each pair's slots among them: by sorting for few pairs, else by marking
+        # (O(N + P), no sort of the 2P ids).
         n_glob = graph.num_nodes
-        mark = torch.zeros(n_glob, dtype=torch.bool, device=pairs.device)
-        mark.scatter_(0, pairs.flatten(), True)
-        ends = mark.nonzero().squeeze(1)
-        slot_of = torch.empty(n_glob, dtype=torch.int64, device=pairs.device)
-        slot_of.scatter_(0, ends, torch.arange(ends.numel(), device=pairs.device))
-        self.slots = _at(slot_of, pairs)
+        if pairs.numel() < SPARSE_FRONTIER * n_glob:
+            ends, inverse = torch.unique(pairs, return_inverse=True)
+            self.slots = inverse
+        else:
+            mark = torch.zeros(n_glob, dtype=torch.bool, device=pairs.device)
+            mark.scatter_(0, pairs.flatten(), True)
+            ends = mark.nonzero().squeeze(1)
+            slot_of = torch.empty(n_glob, dtype=torch.int64, device=pairs.device)
+            slot_of.scatter_(0, ends, torch.arange(ends.numel(), device=pairs.device))
+            self.slots = _at(slot_of, pairs)
         # Scope: everything within L hops of an endpoint; compact when that is a small part.
-        dist = hop_distance(graph.rowptr, graph.col, ends, self.L, row_of=lambda: graph.row, symmetric=True)
-        scope = (dist <= self.L).nonzero().squeeze(1)
+        dist, scope = hop_distance(graph.rowptr, graph.col, ends, self.L, row_of=lambda: graph.row,
+                                   symmetric=True, return_reached=True)
         dev = self.dev = graph.rowptr.device
         dinv = graph.dinv(model.self_loops)
         if scope.numel() < 0.8 * n_glob:

@@ -104,16 +104,25 @@ def bfs_reference(graph, sources, max_hops, passable):
 @given(n=st.integers(1, 40), e=st.integers(0, 200), hubs=st.integers(0, 2), seed=st.integers(0, 10**6),
        max_hops=st.integers(0, 5), frac=st.floats(0.0, 1.0), with_passable=st.booleans())
 def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_passable):
-    """Push, pull and the masked full pass all give the BFS distances (sources from one node to
-    all of them, so every branch of hop_distance is taken somewhere)."""
+    """Push (by sort or by mark-and-scan), pull and the masked full pass all give the BFS distances
+    (sources from one node to all of them, so every branch of hop_distance is taken somewhere)."""
     graph = random_graph(n, e, hubs, seed)
     g = torch.Generator().manual_seed(seed)
     sources = torch.randperm(n, generator=g)[:max(1, int(frac * n))]
     passable = torch.rand(n, generator=g) < 0.7 if with_passable else None
     expected = bfs_reference(graph, sources.tolist(), max_hops, passable)
-    for symmetric in (False, True):
-        dist = hop_distance(graph.rowptr, graph.col, sources, max_hops, passable, lambda: graph.row, symmetric)
-        assert dist.tolist() == expected
+    from linkexit_fast import engine
+    default = engine.SPARSE_FRONTIER
+    try:
+        for sparse in (0.0, default, 2.0):  # never, as shipped, always the sort-based frontiers
+            engine.SPARSE_FRONTIER = sparse
+            for symmetric in (False, True):
+                dist, reached = hop_distance(graph.rowptr, graph.col, sources, max_hops, passable,
+                                             lambda: graph.row, symmetric, return_reached=True)
+                assert dist.tolist() == expected
+                assert reached.tolist() == [v for v in range(n) if expected[v] != UNREACHED]
+    finally:
+        engine.SPARSE_FRONTIER = default
 
 
 def test_engine_skips_work():
