@@ -29,6 +29,16 @@ def _check_index(name: str, t: torch.Tensor, upper: int) -> None:
         raise ValueError(f"{name} holds an index outside [0, {upper}): min {int(t.min())}, max {int(t.max())}")
 
 
+def _check_rowptr(rowptr: torch.Tensor, nnz: int) -> None:
+    # torch's sparse kernels (the torch backend) and the Triton kernels trust row ranges: a
+    # falling rowptr crashed the process with a segmentation fault before this check.
+    if not isinstance(rowptr, torch.Tensor) or rowptr.dtype != torch.int64 or rowptr.dim() != 1 or not rowptr.numel():
+        raise ValueError("rowptr must be a non-empty 1-D int64 tensor")
+    if int(rowptr[0]) != 0 or int(rowptr[-1]) != nnz or bool((rowptr.diff() < 0).any()):
+        raise ValueError(f"rowptr must rise from 0 to the number of entries ({nnz}) without falling; "
+                         f"got {int(rowptr[0])} ... {int(rowptr[-1])}")
+
+
 def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
                    rows: torch.Tensor, self_weight: Optional[torch.Tensor] = None,
                    cache: Optional[torch.Tensor] = None, backend: str = "auto") -> torch.Tensor:
@@ -39,9 +49,9 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
     _check_float("weight", weight, 1)
     _check_index("rows", rows, rowptr.numel() - 1)
     _check_index("col", col, h.shape[0])
-    if weight.numel() != col.numel() or int(rowptr[-1]) != col.numel():
-        raise ValueError(f"rowptr[-1] ({int(rowptr[-1])}), col ({col.numel()}) and weight "
-                         f"({weight.numel()}) must agree")
+    if weight.numel() != col.numel():
+        raise ValueError(f"col ({col.numel()}) and weight ({weight.numel()}) must have one entry each")
+    _check_rowptr(rowptr, col.numel())
     return get_backend(backend, h.device).aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
 
 
@@ -71,6 +81,7 @@ def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequ
 def gcn_aggregate(rowptr: torch.Tensor, col: torch.Tensor, h: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     r""":math:`D^{-1/2}(A+I)D^{-1/2} h` for a symmetric CSR adjacency — a drop-in for the propagation
     step of a GCN layer in another package (see ``docs/backend_swap.md``)."""
+    _check_rowptr(rowptr, col.numel())
     n = rowptr.numel() - 1
     dinv = (rowptr[1:] - rowptr[:-1] + 1).to(torch.float32).pow(-0.5)
     row = entry_rows(rowptr)

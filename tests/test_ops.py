@@ -33,6 +33,12 @@ def test_ops_validate_inputs():
         ops.aggregate_rows(rowptr, col, w, h, torch.tensor([5]))
     with pytest.raises(ValueError, match="h must be a float32 tensor"):
         ops.aggregate_rows(rowptr, col, w, h.double(), torch.tensor([0]))
+    for bad in ([0, 2, 1, 2], [1, 1, 2, 2], [0, 1, 2, 3]):  # falling, not from 0, past the entries
+        for backend in ("torch", "cpu"):
+            with pytest.raises(ValueError, match="rowptr must rise from 0"):
+                ops.aggregate_rows(torch.tensor(bad), col, w, h, torch.tensor([0]), backend=backend)
+        with pytest.raises(ValueError, match="rowptr must rise from 0"):
+            ops.gcn_aggregate(torch.tensor(bad), col, h)
     with pytest.raises(ValueError, match="u holds an index outside"):
         ops.score_pairs(h, torch.tensor([9]), torch.tensor([0]), [torch.ones(1, 3)], [torch.zeros(1)])
     with pytest.raises(ValueError, match="threshold must be in"):
