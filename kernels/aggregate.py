@@ -4,12 +4,18 @@ r"""Row-subset CSR aggregation in Triton, atomic-free and balanced over hub rows
     out_i = \sum_{e = rowptr[r]}^{rowptr[r+1]-1} weight_e \, h_{col_e}
             + self\_weight_r \, h_r + cache_r, \qquad r = rows_i
 
-Each active row's edge range is cut into chunks of at most ``edges_per_chunk`` edges, so a hub
-row (degree far above the edge block) is spread over many programs instead of serialising one.
-Chunk ``0`` of row ``i`` writes ``out[i]`` directly (with the self and cache terms); every further
-chunk writes its partial sum to its own slot of a ``[C - k, m]`` buffer, and a second pass, one
-program per (hub row, feature block), adds those slots into ``out`` (gather-style, no atomics, so
-results are deterministic). Graphs without hubs never allocate the buffer or launch the pass.
+Each active row's edge range is cut into chunks of ``E`` edges, so a hub row (degree far above the
+edge block) is spread over many programs instead of serialising one. Program ``i < k`` reduces
+chunk ``0`` of row ``i`` and writes ``out[i]`` directly (with the self and cache terms); each
+further ("extra") chunk of a row has a slot ``s`` of a ``[S, m]`` partial buffer, reduced by
+program ``k + s``. A second pass, one program per slot, lets the first slot of each hub row add
+all of that row's partials into ``out`` (gather-style, no atomics, so results are deterministic).
+
+Nothing goes back to the host: the launch sizes come from sizes the host already knows. With
+``S = ceil(nnz / edges_per_chunk)`` slots, rows listed once have at most ``S`` extra chunks at
+``E = edges_per_chunk``; when ``rows`` repeats rows the device raises ``E`` to
+``ceil(edges of rows / S)``, which keeps every chunk within the ``S`` slots. (A host read of the
+chunk count cost two device syncs per call, and the engine calls this op every layer.)
 
 This module also holds :func:`block_size`, the one block-size helper of ``linkexit_fast.kernels``.
 """
@@ -55,26 +61,37 @@ def block_size(n: int, *, cap: int, floor: int = 1, name: str = "size") -> int:
 
 
 @triton.jit
+def _chunk_row(c, k, extra_row_ptr, extra_ptr_ptr):
+    """(row position i, chunk index j, slot s) of program ``c``; ``i == k`` for an unused slot."""
+    is_extra = c >= k
+    s = tl.where(is_extra, c - k, 0)
+    i_extra = tl.load(extra_row_ptr + s)
+    i = tl.where(is_extra, i_extra, c)
+    j = tl.where(is_extra, s - tl.load(extra_ptr_ptr + tl.minimum(i_extra, k - 1)) + 1, 0)
+    return i, j, s
+
+
+@triton.jit
 def _aggregate_chunks_kernel(
     # pointers: CSR graph, features, active rows, chunk map, optional terms, outputs
-    rowptr_ptr, col_ptr, weight_ptr, h_ptr, rows_ptr, chunk_row_ptr, chunk_ptr_ptr,
+    rowptr_ptr, col_ptr, weight_ptr, h_ptr, rows_ptr, extra_row_ptr, extra_ptr_ptr, chunk_edges_ptr,
     self_weight_ptr, cache_ptr, out_ptr, partial_ptr,
     # sizes and strides
-    m, stride_hn, stride_hm, stride_cn, stride_cm, stride_on, stride_om, stride_pn, stride_pm,
+    k, m, stride_hn, stride_hm, stride_cn, stride_cm, stride_on, stride_om, stride_pn, stride_pm,
     # meta-parameters
-    EDGES_PER_CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_M: tl.constexpr,
-    HAS_SELF: tl.constexpr, HAS_CACHE: tl.constexpr,
+    BLOCK_E: tl.constexpr, BLOCK_M: tl.constexpr, HAS_SELF: tl.constexpr, HAS_CACHE: tl.constexpr,
 ):
     c = tl.program_id(0).to(tl.int64)
     offs_m = tl.program_id(1).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < m
 
-    i = tl.load(chunk_row_ptr + c)          # position in rows / out
-    j = c - tl.load(chunk_ptr_ptr + i)      # chunk index inside that row
-    r = tl.load(rows_ptr + i)
+    i, j, s = _chunk_row(c, k, extra_row_ptr, extra_ptr_ptr)
+    valid = i < k
+    r = tl.load(rows_ptr + tl.minimum(i, k - 1))  # clamped: an unused slot reads a row, sums nothing
+    chunk_edges = tl.load(chunk_edges_ptr)
     row_end = tl.load(rowptr_ptr + r + 1)
-    e_lo = tl.load(rowptr_ptr + r) + j * EDGES_PER_CHUNK
-    e_hi = tl.minimum(e_lo + EDGES_PER_CHUNK, row_end)
+    e_lo = tl.load(rowptr_ptr + r) + j * chunk_edges
+    e_hi = tl.where(valid, tl.minimum(e_lo + chunk_edges, row_end), e_lo)
 
     # A 2-D accumulator defers the cross-lane reduction to one tl.sum after the loop.
     acc = tl.zeros((BLOCK_E, BLOCK_M), dtype=tl.float32)
@@ -88,11 +105,11 @@ def _aggregate_chunks_kernel(
         acc += x.to(tl.float32) * w[:, None].to(tl.float32)
     total = tl.sum(acc, axis=0)
 
-    # Chunk 0 writes out[i] with the self and cache terms; later chunks write partial slots. The
-    # choice is folded into scalar column limits (a scalar bool mask broadcast against a vector
-    # one is mis-typed by some Triton interpreters).
-    m_first = tl.where(j == 0, m, 0)
-    m_extra = m - m_first
+    # Chunk 0 writes out[i] with the self and cache terms; extra chunks write their partial slot.
+    # The choice is folded into scalar column limits (a scalar bool mask broadcast against a
+    # vector one is mis-typed by some Triton interpreters).
+    m_first = tl.where(c < k, m, 0)
+    m_extra = tl.where(valid & (c >= k), m, 0)
     if HAS_SELF:
         sw = tl.load(self_weight_ptr + r)
         hr = tl.load(h_ptr + r * stride_hn + offs_m * stride_hm, mask=offs_m < m_first, other=0.0)
@@ -101,34 +118,35 @@ def _aggregate_chunks_kernel(
         total += tl.load(cache_ptr + r * stride_cn + offs_m * stride_cm, mask=offs_m < m_first,
                          other=0.0).to(tl.float32)
     tl.store(out_ptr + i * stride_on + offs_m * stride_om, total, mask=offs_m < m_first)
-    # Chunk j >= 1 of row i owns slot c - i - 1: the rows before i hold chunk_ptr[i] - i extra chunks.
-    slot = c - i - 1
-    tl.store(partial_ptr + slot * stride_pn + offs_m * stride_pm, total, mask=offs_m < m_extra)
+    tl.store(partial_ptr + s * stride_pn + offs_m * stride_pm, total, mask=offs_m < m_extra)
 
 
 @triton.jit
 def _add_partials_kernel(
     # pointers
-    hub_ptr, chunk_ptr_ptr, partial_ptr, out_ptr,
+    extra_row_ptr, extra_ptr_ptr, partial_ptr, out_ptr,
     # sizes and strides
-    m, stride_pn, stride_pm, stride_on, stride_om,
+    k, m, stride_pn, stride_pm, stride_on, stride_om,
     # meta-parameters
     BLOCK_S: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
-    t = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(0).to(tl.int64)
     offs_m = tl.program_id(1).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < m
 
-    i = tl.load(hub_ptr + t)
-    s_lo = tl.load(chunk_ptr_ptr + i) - i
-    s_hi = tl.load(chunk_ptr_ptr + i + 1) - i - 1
+    i = tl.load(extra_row_ptr + s)
+    i_safe = tl.minimum(i, k - 1)
+    s_lo = tl.load(extra_ptr_ptr + i_safe)
+    # Only the program of a hub row's first slot works; every other one has no columns.
+    m_own = tl.where((i < k) & (s == s_lo), m, 0)
+    mask_m = offs_m < m_own
+    s_hi = tl.where(m_own > 0, tl.load(extra_ptr_ptr + i_safe + 1), s_lo)
     acc = tl.zeros((BLOCK_S, BLOCK_M), dtype=tl.float32)
     for s0 in range(s_lo, s_hi, BLOCK_S):
         offs_s = s0 + tl.arange(0, BLOCK_S)
         mask_s = offs_s < s_hi
         acc += tl.load(partial_ptr + offs_s[:, None] * stride_pn + offs_m[None, :] * stride_pm,
                        mask=mask_s[:, None] & mask_m[None, :], other=0.0)
-    out_ptrs = out_ptr + i * stride_on + offs_m * stride_om
+    out_ptrs = out_ptr + i_safe * stride_on + offs_m * stride_om
     first = tl.load(out_ptrs, mask=mask_m, other=0.0)
     tl.store(out_ptrs, first + tl.sum(acc, axis=0), mask=mask_m)
 
@@ -153,36 +171,32 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
         return out
     rowptr, col, weight, rows = (t.contiguous() for t in (rowptr, col, weight, rows))
 
-    # Chunk map, on the inputs' device: row i owns chunks [chunk_ptr[i], chunk_ptr[i + 1]), at least
-    # one so that isolated rows still get their self and cache terms.
+    # Chunk map, on the device: row i has extra chunks in slots [extra_ptr[i], extra_ptr[i + 1]),
+    # and slot s belongs to row extra_row[s] (k past the last used slot).
+    slots = max(triton.cdiv(col.numel(), edges_per_chunk), 1)
     counts = rowptr[rows + 1] - rowptr[rows]
-    per_row = torch.clamp((counts + edges_per_chunk - 1) // edges_per_chunk, min=1)
-    chunk_ptr = torch.zeros(k + 1, dtype=torch.int64, device=h.device)
-    torch.cumsum(per_row, 0, out=chunk_ptr[1:])
-    num_chunks = int(chunk_ptr[-1])
-    chunk_row = torch.repeat_interleave(torch.arange(k, device=h.device), per_row,
-                                        output_size=num_chunks)
-    num_extra = num_chunks - k
-    partial = torch.empty(max(num_extra, 1), m, dtype=torch.float32, device=h.device)
+    chunk_edges = torch.clamp((counts.sum() + slots - 1) // slots, min=edges_per_chunk).reshape(1)
+    extra_ptr = torch.zeros(k + 1, dtype=torch.int64, device=h.device)
+    torch.cumsum((counts - 1).clamp(min=0) // chunk_edges, 0, out=extra_ptr[1:])
+    extra_row = torch.searchsorted(extra_ptr[1:], torch.arange(slots, device=h.device), right=True)
+    partial = torch.empty(slots, m, dtype=torch.float32, device=h.device)
 
     dummy = out  # stands in for absent optional tensors; never read (HAS_* is False)
     sw = self_weight.contiguous() if self_weight is not None else dummy
     ca = cache if cache is not None else dummy
     BLOCK_M = block_size(min(m, MAX_BLOCK_M), cap=MAX_BLOCK_M, name="m")
-    grid = lambda META: (num_chunks, triton.cdiv(m, META["BLOCK_M"]))  # noqa: E731
+    grid = lambda META: (k + slots, triton.cdiv(m, META["BLOCK_M"]))  # noqa: E731
     _aggregate_chunks_kernel[grid](
-        rowptr, col, weight, h, rows, chunk_row, chunk_ptr, sw, ca, out, partial,
-        m, h.stride(0), h.stride(1), ca.stride(0), ca.stride(1), out.stride(0), out.stride(1),
+        rowptr, col, weight, h, rows, extra_row, extra_ptr, chunk_edges, sw, ca, out, partial,
+        k, m, h.stride(0), h.stride(1), ca.stride(0), ca.stride(1), out.stride(0), out.stride(1),
         partial.stride(0), partial.stride(1),
-        EDGES_PER_CHUNK=edges_per_chunk, BLOCK_E=block_e, BLOCK_M=BLOCK_M,
-        HAS_SELF=self_weight is not None, HAS_CACHE=cache is not None, num_warps=num_warps,
+        BLOCK_E=block_e, BLOCK_M=BLOCK_M, HAS_SELF=self_weight is not None,
+        HAS_CACHE=cache is not None, num_warps=num_warps,
     )
-    if num_extra:
-        hubs = torch.nonzero(per_row > 1).squeeze(1)
-        grid = lambda META: (hubs.numel(), triton.cdiv(m, META["BLOCK_M"]))  # noqa: E731
-        _add_partials_kernel[grid](
-            hubs, chunk_ptr, partial, out,
-            m, partial.stride(0), partial.stride(1), out.stride(0), out.stride(1),
-            BLOCK_S=BLOCK_S, BLOCK_M=BLOCK_M,
-        )
+    grid = lambda META: (slots, triton.cdiv(m, META["BLOCK_M"]))  # noqa: E731
+    _add_partials_kernel[grid](
+        extra_row, extra_ptr, partial, out,
+        k, m, partial.stride(0), partial.stride(1), out.stride(0), out.stride(1),
+        BLOCK_S=BLOCK_S, BLOCK_M=BLOCK_M,
+    )
     return out

@@ -49,7 +49,8 @@ needs_triton = pytest.mark.skipif(
 class AggregateCase:
     name: str
     m: int
-    rows: str                       # "empty", "isolated", "mixed" (hub, isolated, duplicates), "all"
+    rows: str                       # "empty", "isolated", "mixed" (hub, isolated, duplicates), "all",
+                                    # "hub_x6" (the hub six times: more extra chunks than slots)
     self_weight: bool = False
     cache: bool = False
     hub_degree: int = 0             # edges of node 0; 0 = no hub
@@ -66,6 +67,9 @@ _AGGREGATE_SHAPES = [
     AggregateCase("hub_default_chunk", m=5, rows="mixed", hub_degree=600),
     # 16-edge chunks: the hub spans 19 chunks, more than one block of the partial-sum pass
     AggregateCase("hub_many_chunks", m=37, rows="mixed", hub_degree=300, edges_per_chunk=16),
+    # six copies of a 19-chunk hub need ~108 extra chunks, the graph's edges only ~25 slots: the
+    # launcher must widen the chunks on the device
+    AggregateCase("hub_repeated", m=37, rows="hub_x6", hub_degree=300, edges_per_chunk=16),
     AggregateCase("wide_m260", m=260, rows="mixed", hub_degree=40, edges_per_chunk=16),
     AggregateCase("strided_h", m=37, rows="mixed", strided_h=True),
     AggregateCase("synthetic_all_rows", m=8, rows="all", synthetic=True),
@@ -102,7 +106,8 @@ def make_aggregate_inputs(case: AggregateCase, device) -> dict:
     rows = {"empty": torch.empty(0, dtype=torch.int64),
             "isolated": isolated,
             "mixed": torch.cat([torch.tensor([0, 3, 0]), isolated[:2], torch.arange(5, n, 3)]),
-            "all": torch.arange(n)}[case.rows]
+            "all": torch.arange(n),
+            "hub_x6": torch.tensor([0] * 6 + [3])}[case.rows]
     return dict(rowptr=rowptr.to(device), col=col.to(device), weight=weight.to(device),
                 h=h.to(device), rows=rows.to(device),
                 self_weight=torch.rand(n, generator=g).to(device) if case.self_weight else None,
