@@ -5,10 +5,13 @@ until the device drains (the H100 run of ogbl-ddi was host-bound: gpu_notes.md).
     python benchmarks/engine_op_count.py [--cases ddi-valid,citeseer-valid] [--backend cpu]
         -> benchmarks/results/engine_op_count.{json,md}
 
-Counts come from torch.profiler over one call after a warm-up call. "Ops" are top-level aten ops
-that touch data (views, reshapes, dtype no-ops and scalar reads are left out; a backend's own op
-counts once). "Syncs" are the device-to-host reads inside them: ``nonzero`` (boolean-mask
-indexing included) and ``_local_scalar_dense`` (``int(t)``, ``bool(t)``, ``t.item()``).
+Counts come from torch.profiler over one call after a warm-up call, with the engine on the index
+path it takes on a GPU (``engine.SYNC_FREE = True``: index lists sized from counts already read,
+``nonzero_static`` instead of ``nonzero``). "Ops" are top-level aten ops that touch data (views,
+reshapes, dtype no-ops and scalar reads are left out; a backend's own op counts once). "Syncs"
+are the device-to-host reads: ``nonzero`` (boolean-mask indexing included),
+``_local_scalar_dense`` (``int(t)``, ``bool(t)``, ``t.item()``) and ``Tensor.tolist``.
+The Triton backend's ops add none (its launchers size their grids from host-known sizes).
 """
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.profiler import profile
 
 import linkexit_fast as lf
+from linkexit_fast import engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engine_bench import THRESHOLD, case  # noqa: E402
@@ -34,18 +39,34 @@ NO_DATA = {"aten::view", "aten::reshape", "aten::squeeze", "aten::unsqueeze", "a
 SYNCS = {"aten::nonzero", "aten::_local_scalar_dense"}
 
 
+class _CountToList(TorchFunctionMode):
+    """Counts ``Tensor.tolist`` calls: a device-to-host copy on a GPU, no aten op on the CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += func is torch.Tensor.tolist
+        return func(*args, **(kwargs or {}))
+
+
 def count(name: str, backend: str) -> dict:
     graph, pairs, model = case(name)
-    lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend)
-    with profile() as prof:
+    engine.SYNC_FREE = True
+    try:
         lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend)
+        with profile() as prof, _CountToList() as tolist:
+            lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend)
+    finally:
+        engine.SYNC_FREE = None
     top = [e for e in prof.events() if e.cpu_parent is None]
 
     def syncs(e) -> int:
         return (e.name in SYNCS) + sum(syncs(c) for c in e.cpu_children)
     ops = collections.Counter(e.name for e in top if e.name not in NO_DATA)
     return {"case": name, "backend": backend, "ops": sum(ops.values()),
-            "syncs": sum(syncs(e) for e in top), "most_common": ops.most_common(12)}
+            "syncs": sum(syncs(e) for e in top) + tolist.calls, "most_common": ops.most_common(12)}
 
 
 def main() -> None:

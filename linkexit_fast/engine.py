@@ -62,11 +62,53 @@ def _at(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.index_select(0, idx.reshape(-1)).view(*idx.shape, *x.shape[1:])
 
 
-def csr_gather(rowptr: torch.Tensor, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Positions of all CSR entries of ``rows`` and, for each, its index into ``rows``."""
+# Host syncs. On a GPU each read of a device value stalls the host until the device drains, and
+# ogbl-ddi's full evaluation on an H100 was host-bound (benchmarks/results/gpu_notes.md). So the
+# layer loop reads the counts it needs together, once, and sizes index lists from them. The two
+# helpers below take a sync-free path on GPUs; None picks it by device, True forces it on the
+# CPU too (tests check it there; benchmarks/engine_op_count.py counts a GPU's syncs with it).
+SYNC_FREE: Optional[bool] = None
+
+
+def _sync_free(t: torch.Tensor) -> bool:
+    return t.device.type != "cpu" if SYNC_FREE is None else SYNC_FREE
+
+
+def _host(*values: torch.Tensor) -> List[int]:
+    """Integer device scalars as Python ints, in one transfer."""
+    return torch.stack([v.reshape(()).to(torch.int64) for v in values]).tolist()
+
+
+def _nonzero(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """``mask.nonzero()`` as a 1-D index, for a mask with ``count`` True entries already known
+    on the host: no sync on a GPU. (On the CPU plain nonzero is faster: 2.5 against 4.1 ms for
+    1M entries.)"""
+    if not _sync_free(mask):
+        return mask.nonzero().squeeze(1)
+    return torch.nonzero_static(mask, size=count).squeeze(1)
+
+
+def _any_at(n: int, idx: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:
+    """Bool ``[n]``: whether ``flag[e]`` holds for some entry ``e`` with ``idx[e] == i``.
+
+    On a GPU by counting, without the sync of a boolean selection (a scatter of mixed True and
+    False to one place would keep an arbitrary one). On the CPU select then mark: 26 against
+    37 ms for 8.5M entries."""
+    idx, flag = idx.reshape(-1), flag.reshape(-1)
+    if not _sync_free(idx):
+        return torch.zeros(n, dtype=torch.bool, device=idx.device).scatter_(0, idx[flag], True)
+    hits = torch.zeros(n, dtype=torch.int32, device=idx.device)
+    return hits.index_add_(0, idx, flag.to(torch.int32)) > 0
+
+
+def csr_gather(rowptr: torch.Tensor, rows: torch.Tensor,
+               total: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Positions of all CSR entries of ``rows`` and, for each, its index into ``rows``
+    (``total``, their number, when the caller already knows it: saves a sync)."""
     start = _at(rowptr, rows)
     counts = _at(rowptr, rows + 1) - start
-    total = int(counts.sum()) if rows.numel() else 0
+    if total is None:
+        total = int(counts.sum()) if rows.numel() else 0
     seg = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), counts, output_size=total)
     first = torch.cumsum(counts, 0) - counts
     pos = torch.arange(total, device=rows.device) - _at(first, seg) + _at(start, seg)
@@ -97,26 +139,31 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
     found = [frontier]
     row = None
     for hop in range(1, max_hops + 1):
-        if passable is not None:
-            frontier = frontier[_at(passable, frontier)]
-        if frontier.numel() == 0:
-            break
         if frontier.numel() > n // 8:  # a wide frontier: pull, or one masked pass over all edges
-            unreached = (dist == UNREACHED).nonzero().squeeze(1)
-            if unreached.numel() == 0:
-                break
-            seen = torch.zeros(n, dtype=torch.bool, device=dev)
-            fmask = torch.zeros(n, dtype=torch.bool, device=dev)
-            fmask.scatter_(0, frontier, True)
+            open_ = dist == UNREACHED
             deg = rowptr.diff()
-            if symmetric and bool(_at(deg, unreached).sum() < _at(deg, frontier).sum()):
-                pos, seg = csr_gather(rowptr, unreached)
-                seen.scatter_(0, _at(unreached, seg[_at(fmask, _at(col, pos))]), True)
+            front_deg, expand = _at(deg, frontier), True
+            if passable is not None:  # impassable nodes leave by mask: their count needs no sync
+                expand = _at(passable, frontier)
+                front_deg = front_deg * expand
+            n_open, e_open, e_front = _host(open_.sum(), (deg * open_).sum(), front_deg.sum())
+            if n_open == 0:
+                break
+            fmask = torch.zeros(n, dtype=torch.bool, device=dev)
+            fmask.scatter_(0, frontier, expand)
+            if symmetric and e_open < e_front:
+                unreached = _nonzero(open_, n_open)
+                pos, seg = csr_gather(rowptr, unreached, e_open)
+                seen = _any_at(n, _at(unreached, seg), _at(fmask, _at(col, pos)))
             else:
                 if row is None:
                     row = row_of() if row_of is not None else entry_rows(rowptr)
-                seen.scatter_(0, col[fmask[row]], True)
+                seen = _any_at(n, col, _at(fmask, row))
         else:
+            if passable is not None:
+                frontier = frontier[_at(passable, frontier)]
+            if frontier.numel() == 0:
+                break
             pos, _ = csr_gather(rowptr, frontier)
             nbrs = _at(col, pos)
             if nbrs.numel() < sparse:  # a few neighbours: sort them rather than scan every row
@@ -379,8 +426,9 @@ class _Run:
         self.in_cache = exited.clone()
 
     def _update(self, l: int, h: torch.Tensor, upd: torch.Tensor, step: Optional[torch.Tensor]
-                ) -> Tuple[torch.Tensor, int]:
-        """New states of rows ``upd`` at layer ``l`` and the edges aggregated for them.
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """New states of rows ``upd`` at layer ``l`` and the edges aggregated for them (a device
+        scalar: the statistics are read once, after the layer loop).
 
         Rows go in chunks into the scratch buffer, so a layer holds ``h``, the scratch and
         chunk-sized temporaries rather than four ``[N, m]`` tensors (aggregate, linear, activation,
@@ -406,7 +454,7 @@ class _Run:
             out = self._scratch(upd.numel())
             for s in range(0, upd.numel(), chunk):
                 out[s:s + chunk] = rows_update(upd[s:s + chunk])
-        return out, int(deg[upd].sum())
+        return out, _at(deg, upd).sum()
 
     # -------------------------------------------------------------- the layer loop
     def run(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -435,6 +483,7 @@ class _Run:
         b_pred = [lin.bias for lin in model.predictor.lins]
         dist = self.dist
         sources_at_bfs, n_exited, exited_at_rebuild = self.ends.numel(), 0, 0
+        edge_counts: List[torch.Tensor] = []  # per layer that ran, on the device
 
         def resolve(idx: torch.Tensor, keys: torch.Tensor, z: torch.Tensor) -> None:
             st.pairs_resolved[-1] += idx.numel()
@@ -479,33 +528,39 @@ class _Run:
                     step = torch.zeros(n, device=dev)
                     step.scatter_(0, rows, step_rows)
                 # The rows judged are the rows this layer updates: under freeze less those exiting.
-                if self.freeze:
-                    new, upd = rows[flag], rows[~flag]
+                if self.freeze:  # none of the rows has exited: mark by mask, count below
+                    new_mask = flag
+                    exited.scatter_(0, rows, flag)
+                    exit_layer.scatter_(0, rows, torch.where(flag, l, L))
                 else:
-                    new, upd = rows[flag & ~_at(exited, rows)], rows
+                    new_mask = flag & ~_at(exited, rows)
+                    new, upd = rows[new_mask], rows
                     pos = _at(end_pos, new)
                     pos_ok = pos >= 0
                     zsel[pos[pos_ok]] = _at(h, new[pos_ok])
-                exited.scatter_(0, new, True)
-                exit_layer.scatter_(0, new, l)
-                n_exited += new.numel()
+                    exited.scatter_(0, new, True)
+                    exit_layer.scatter_(0, new, l)
                 ex_key = exited[self.ends] if readout else exited
                 done = _at(ex_key, open_keys).all(1)
-                idx = done.nonzero().squeeze(1)
-                if idx.numel() == open_pairs.numel():  # every pair resolved: stop here
+                # Endpoints still needed: not exited, in a pair still open.
+                need = _any_at(ex_key.numel(), open_keys, ~done[:, None].expand(-1, 2)) & ~ex_key
+                n_new, n_done, n_src = _host(new_mask.sum(), done.sum(), need.sum())
+                n_exited += n_new
+                if self.freeze:
+                    upd = _at(rows, _nonzero(~flag, rows.numel() - n_new))
+                if n_done == open_pairs.numel():  # every pair resolved: stop here
                     resolve(open_pairs, open_keys, zsel if readout else h)
                     st.nodes_decided.append(decided)
                     break
+                idx = _nonzero(done, n_done)
                 resolve(_at(open_pairs, idx), _at(open_keys, idx), zsel if readout else h)
-                live = self._rows(~done)
+                live = _nonzero(~done, open_pairs.numel() - n_done)
                 open_pairs, open_keys = _at(open_pairs, live), _at(open_keys, live)
                 # Lazy re-scoping: only when the set of endpoints still needed shrank enough.
-                need = torch.zeros(ex_key.numel(), dtype=torch.bool, device=dev)
-                need.scatter_(0, open_keys.flatten(), True)
-                need &= ~ex_key
-                n_src = int(need.sum())
                 if n_src <= 0.5 * sources_at_bfs or (self.freeze and n_exited > 1.1 * exited_at_rebuild + 0.05 * n):
-                    sources = self.ends[need] if readout else self._rows(need)
+                    sources = _nonzero(need, n_src)
+                    if readout:
+                        sources = _at(self.ends, sources)
                     # The scope CSR is the graph's own (symmetric) unless it was compacted.
                     dist = hop_distance(self.rowptr, self.col, sources, bound,
                                         ~exited if self.freeze else None, self._row, self.nodes is None)
@@ -525,10 +580,8 @@ class _Run:
             new_h, n_edges = self._update(l, h, upd, step)
             if not (c.backbone == "gcn" and l == 0):  # gcn's first transform was the input layer's
                 st.flops_gnn += upd.numel() * k * m * m
-            n_edges += upd.numel() if self.self_weight is not None else 0
-            st.flops_gnn += n_edges * m
             st.nodes_updated.append(int(upd.numel()))
-            st.edges_aggregated.append(n_edges)
+            edge_counts.append(n_edges + (upd.numel() if self.self_weight is not None else 0))
             if upd.numel() == n:  # every row updated (so, under freeze, none has exited)
                 if self.scratch is not None and new_h.data_ptr() == self.scratch.data_ptr():
                     self.scratch = h  # ping-pong: the old states become the scratch
@@ -540,6 +593,9 @@ class _Run:
                 rest = self.ends[~exited[self.ends]]
                 zsel[_at(end_pos, rest)] = _at(h, rest)
             resolve(open_pairs, open_keys, zsel if readout else h)
+        if edge_counts:
+            st.edges_aggregated += _host(*edge_counts)
+            st.flops_gnn += sum(st.edges_aggregated[-len(edge_counts):]) * m
         end_layers = _at(_at(exit_layer, self.ends), self.slots)
         return logits, end_layers
 

@@ -36,11 +36,10 @@ def check_index_tensor(value, name: str, shape: Sequence[Optional[int]],
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
         raise ValueError(f"{name} must have shape {want}, got {list(t.shape)}")
     t = t.to(torch.int64)
-    lo = int(t.min())
+    lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one pass, and one device sync on a GPU
     if lo < 0:
         raise ValueError(f"{name} holds negative node id {lo}")
     if num_nodes is not None:
-        hi = int(t.max())
         if hi >= num_nodes:
             raise ValueError(f"{name} holds node id {hi}, out of range for num_nodes={num_nodes}")
     return t.contiguous()

@@ -1,4 +1,5 @@
 """The engine's contract: scores and exit layers equal the dense reference forward."""
+import contextlib
 import itertools
 
 import pytest
@@ -7,6 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import linkexit_fast as lf
 from conftest import require_data, require_optional
+from linkexit_fast import engine
 from linkexit_fast.backends import available_backends
 from linkexit_fast.engine import UNREACHED, hop_distance
 from linkexit_fast.evaluate import reference_scores
@@ -38,6 +40,17 @@ def half_exit_threshold(model, graph) -> float:
     return min(1.0, float(probe.exit_prob[model.first_exit:].nan_to_num(0).max(0).values.median()) + 1e-3)
 
 
+@contextlib.contextmanager
+def sync_free(on: bool):
+    """The engine's GPU index path (sizes from counts read once, no boolean selections), forced
+    on the CPU when ``on``; otherwise the device's own choice."""
+    engine.SYNC_FREE = True if on else None
+    try:
+        yield
+    finally:
+        engine.SYNC_FREE = None
+
+
 def check_contract(model, graph, pairs, threshold, backend):
     ref, res = reference_scores(model, graph, pairs, threshold=threshold)
     probs = res.exit_prob[model.first_exit:]
@@ -56,8 +69,9 @@ def check_contract(model, graph, pairs, threshold, backend):
 @given(n=st.integers(2, 60), e=st.integers(0, 150), hubs=st.integers(0, 2), seed=st.integers(0, 10**6),
        combo=st.sampled_from(list(itertools.product(BACKBONES, EXIT_MODES, SEMANTICS))),
        layers=st.integers(1, 4), threshold=st.floats(0.05, 1.0), npairs=st.integers(1, 80),
-       backend=st.sampled_from(ENGINE_BACKENDS))
-def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, layers, threshold, npairs, backend):
+       backend=st.sampled_from(ENGINE_BACKENDS), gpu_indexing=st.booleans())
+def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, layers, threshold, npairs, backend,
+                                                   gpu_indexing):
     backbone, exit, semantics = combo
     graph = random_graph(n, e, hubs, seed)
     torch.manual_seed(seed)
@@ -68,20 +82,23 @@ def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, laye
     pairs[0, 1] = pairs[0, 0]  # u = v
     if npairs > 2:
         pairs[-1] = pairs[1]  # a duplicate pair
-    assume(check_contract(model, graph, pairs, threshold, backend))
+    with sync_free(gpu_indexing):
+        assume(check_contract(model, graph, pairs, threshold, backend))
 
 
+@pytest.mark.parametrize("gpu_indexing", [False, True])
 @pytest.mark.parametrize("backend", ENGINE_BACKENDS)
 @pytest.mark.parametrize("backbone, exit, semantics", list(itertools.product(BACKBONES, ["node", "subgraph"], SEMANTICS)))
-def test_engine_all_nodes_and_one_pair(backbone, exit, semantics, backend):
+def test_engine_all_nodes_and_one_pair(backbone, exit, semantics, backend, gpu_indexing):
     graph = random_graph(120, 300, 1, 7)
     torch.manual_seed(3)
     model = EarlyExitLinkPredictor(ModelConfig(6, 120, hidden=16, layers=5, backbone=backbone, exit=exit,
                                                semantics=semantics)).eval()
     thr = half_exit_threshold(model, graph)
     all_pairs = torch.stack([torch.arange(120), torch.arange(120).roll(1)], 1)
-    for pairs in (all_pairs, all_pairs[:1]):
-        check_contract(model, graph, pairs, thr, backend)
+    with sync_free(gpu_indexing):
+        for pairs in (all_pairs, all_pairs[:1]):
+            assert check_contract(model, graph, pairs, thr, backend)
 
 
 def test_near_ties_are_rare():
@@ -102,8 +119,9 @@ def bfs_reference(graph, sources, max_hops, passable):
 
 @settings(max_examples=80, deadline=None)
 @given(n=st.integers(1, 40), e=st.integers(0, 200), hubs=st.integers(0, 2), seed=st.integers(0, 10**6),
-       max_hops=st.integers(0, 5), frac=st.floats(0.0, 1.0), with_passable=st.booleans())
-def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_passable):
+       max_hops=st.integers(0, 5), frac=st.floats(0.0, 1.0), with_passable=st.booleans(),
+       gpu_indexing=st.booleans())
+def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_passable, gpu_indexing):
     """Push (by sort or by mark-and-scan), pull and the masked full pass all give the BFS distances
     (sources from one node to all of them, so every branch of hop_distance is taken somewhere)."""
     graph = random_graph(n, e, hubs, seed)
@@ -111,17 +129,19 @@ def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_
     sources = torch.randperm(n, generator=g)[:max(1, int(frac * n))]
     passable = torch.rand(n, generator=g) < 0.7 if with_passable else None
     expected = bfs_reference(graph, sources.tolist(), max_hops, passable)
-    from linkexit_fast import engine
     default = engine.SPARSE_FRONTIER
     try:
-        for sparse in (0.0, default, 2.0):  # never, as shipped, always the sort-based frontiers
-            engine.SPARSE_FRONTIER = sparse
-            for symmetric in (False, True):
-                dist, reached = hop_distance(graph.rowptr, graph.col, sources, max_hops, passable,
-                                             lambda: graph.row, symmetric, return_reached=True)
-                assert dist.tolist() == expected
-                assert reached.tolist() == [v for v in range(n) if expected[v] != UNREACHED]
+        with sync_free(gpu_indexing):
+            for sparse in (0.0, default, 2.0):  # never, as shipped, always the sort-based frontiers
+                engine.SPARSE_FRONTIER = sparse
+                for symmetric in (False, True):
+                    dist, reached = hop_distance(graph.rowptr, graph.col, sources, max_hops, passable,
+                                                 lambda: graph.row, symmetric, return_reached=True)
+                    assert dist.tolist() == expected
+                    assert reached.tolist() == [v for v in range(n) if expected[v] != UNREACHED]
     finally:
+        engine.SPARSE_FRONTIER = default
+
         engine.SPARSE_FRONTIER = default
 
 
@@ -195,16 +215,19 @@ def test_batch_size_gives_same_scores():
     assert torch.allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.parametrize("gpu_indexing", [False, True])
 @pytest.mark.parametrize("exit, semantics", [("node", "freeze"), ("subgraph", "readout"), ("none", "freeze")])
-def test_engine_on_triton_kernels(exit, semantics):
-    """predict(backend="triton") on CPU tensors runs the Triton kernels through the interpreter."""
+def test_engine_on_triton_kernels(exit, semantics, gpu_indexing):
+    """predict(backend="triton") on CPU tensors runs the Triton kernels through the interpreter
+    (with gpu_indexing, also the engine's index path of a GPU)."""
     require_optional("triton" in available_backends(), "triton")
     graph = random_graph(40, 90, 1, 5)
     torch.manual_seed(1)
     model = EarlyExitLinkPredictor(ModelConfig(6, 40, hidden=8, layers=3, backbone="sas" if exit == "node" else "gcn",
                                                exit=exit, semantics=semantics)).eval()
     pairs = torch.tensor([[0, 1], [3, 3], [5, 39], [7, 2]])
-    assert check_contract(model, graph, pairs, 0.55, "triton")
+    with sync_free(gpu_indexing):
+        assert check_contract(model, graph, pairs, 0.55, "triton")
 
 
 @pytest.mark.parametrize("edge_cost, built", [(0, True), (1e12, False)])
@@ -212,7 +235,6 @@ def test_frozen_neighbour_cache_is_exact(monkeypatch, edge_cost, built):
     """Once many nodes freeze, their contributions move into the cache, unless the rebuild's
     index passes are priced above the aggregation it spares (at m = 16 the real cost never pays:
     both ways are forced here); scores stay exact either way."""
-    from linkexit_fast import engine
     calls = []
     orig = engine._Run._rebuild_cache
     monkeypatch.setattr(engine._Run, "_rebuild_cache", lambda self, *a: (calls.append(1), orig(self, *a)))
@@ -232,7 +254,6 @@ def test_frozen_neighbour_cache_is_exact(monkeypatch, edge_cost, built):
 def test_layer_update_in_row_chunks_is_exact(monkeypatch, backbone, semantics):
     """Large graphs update a layer's rows in chunks, into a scratch buffer that alternates with h;
     results do not change."""
-    from linkexit_fast import engine
     monkeypatch.setattr(engine, "ROW_CHUNK_BYTES", 7 * 4 * 16)  # 7 rows of 16 floats
     graph = random_graph(120, 300, 1, 11)
     torch.manual_seed(5)
