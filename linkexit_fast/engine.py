@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .backends import get_backend
-from .graph import Graph, entry_rows
+from .graph import Graph, entry_rows, quiet_sparse
 from .models import SPARSE_FEATURE_DENSITY, EarlyExitLinkPredictor
 from .validation import check_pairs
 
@@ -620,7 +620,8 @@ def _sparse_features(g: Graph):
         if x is None or nnz > SPARSE_FEATURE_DENSITY * x.numel():
             g._cache["x_csr"] = None
         else:
-            csr = x.to_sparse_csr()
+            with quiet_sparse():
+                csr = x.to_sparse_csr()
             g._cache["x_csr"] = (csr.crow_indices().to(torch.int64), csr.col_indices().to(torch.int64),
                                  csr.values().contiguous())
     return g._cache["x_csr"]

@@ -5,7 +5,9 @@ self-loops and without duplicates. Every other format is converted once, at the 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -15,6 +17,15 @@ import torch
 from .validation import check_features, check_index_tensor
 
 __all__ = ["Graph"]
+
+
+@contextlib.contextmanager
+def quiet_sparse():
+    """Silences torch's "Sparse CSR tensor support is in beta state" warning for the CSR tensors
+    built inside, without touching the filters of the rest of the caller's process."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        yield
 
 
 def entry_rows(rowptr: torch.Tensor) -> torch.Tensor:

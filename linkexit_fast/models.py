@@ -12,7 +12,6 @@ is 1 for ``gcn``, whose :math:`h^0` is the raw input, else 0); a node that never
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph import Graph
+from .graph import Graph, quiet_sparse
 
 __all__ = ["ModelConfig", "EarlyExitLinkPredictor", "NormAdj", "ForwardResult", "BACKBONES",
            "EXIT_MODES", "SEMANTICS"]
@@ -30,8 +29,6 @@ EXIT_MODES = ("none", "node", "subgraph")
 SEMANTICS = ("freeze", "readout")
 CONTINUE, EXIT = 0, 1
 SPARSE_FEATURE_DENSITY = 0.05  # below this share of non-zeros a sparse X W pays off (CiteSeer: 0.9 %)
-
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
 @dataclass
@@ -99,7 +96,8 @@ class NormAdj:
         self.self_weight = dinv * dinv if self_loops else None
         n = graph.num_nodes
         # Graph's constructors validated rowptr and col; saying so silences torch's warning per call.
-        self.csr = torch.sparse_csr_tensor(graph.rowptr, graph.col, self.weight, (n, n), check_invariants=False)
+        with quiet_sparse():
+            self.csr = torch.sparse_csr_tensor(graph.rowptr, graph.col, self.weight, (n, n), check_invariants=False)
 
     def __matmul__(self, h: torch.Tensor) -> torch.Tensor:
         # Â is symmetric, so it is its own transpose in the backward pass.
@@ -264,7 +262,8 @@ class EarlyExitLinkPredictor(nn.Module):
             key = (x.data_ptr(), tuple(x.shape))
             if getattr(self, "_x_sparse_key", None) != key:  # the training features never change
                 sparse = int(torch.count_nonzero(x)) < SPARSE_FEATURE_DENSITY * x.numel()
-                self._x_sparse = (x.to_sparse_csr(), x.T.contiguous().to_sparse_csr()) if sparse else None
+                with quiet_sparse():
+                    self._x_sparse = (x.to_sparse_csr(), x.T.contiguous().to_sparse_csr()) if sparse else None
                 self._x_sparse_key = key
             if self._x_sparse is not None:
                 out = sparse_mm(*self._x_sparse, weight.T)

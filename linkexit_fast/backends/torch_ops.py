@@ -4,12 +4,11 @@ All three work on a *row subset* so the engine only pays for the rows it still n
 """
 from __future__ import annotations
 
-import warnings
 from typing import Optional, Sequence, Tuple
 
 import torch
 
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+from ..graph import quiet_sparse
 
 
 def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
@@ -32,8 +31,9 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
         # Most rows wanted: one sparse product over all rows beats slicing out a sub-CSR.
         # Row ranges are the caller's to validate (linkexit_fast.ops does, the engine builds its
         # own CSRs); saying so silences torch's per-process warning about unchecked invariants.
-        full = torch.sparse.mm(torch.sparse_csr_tensor(rowptr, col, weight.to(h.dtype), (n_rows, n),
-                                                       check_invariants=False), h)
+        with quiet_sparse():
+            csr = torch.sparse_csr_tensor(rowptr, col, weight.to(h.dtype), (n_rows, n), check_invariants=False)
+        full = torch.sparse.mm(csr, h)
         everything = k == n_rows and torch.equal(rows, torch.arange(n_rows, device=rows.device))
         return _epilogue(full if everything else full[rows], rows, h, self_weight, cache)
     # Slice the selected rows into a CSR of their own and let torch's sparse kernel do the sums.
@@ -47,7 +47,8 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
         seg = torch.repeat_interleave(torch.arange(k, device=h.device), counts, output_size=total)
         e = torch.arange(total, device=h.device) - sub_rowptr[seg] + start[seg]
         if total <= k * n:
-            sub = torch.sparse_csr_tensor(sub_rowptr, col[e], weight[e].to(h.dtype), (k, n), check_invariants=False)
+            with quiet_sparse():
+                sub = torch.sparse_csr_tensor(sub_rowptr, col[e], weight[e].to(h.dtype), (k, n), check_invariants=False)
             out = torch.sparse.mm(sub, h)
         else:
             out.index_add_(0, seg, weight[e, None].to(h.dtype) * h[col[e]])
