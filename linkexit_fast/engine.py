@@ -542,9 +542,15 @@ class _Run:
                     exit_layer.scatter_(0, new, l)
                 ex_key = exited[self.ends] if readout else exited
                 done = _at(ex_key, open_keys).all(1)
-                # Endpoints still needed: not exited, in a pair still open.
-                need = _any_at(ex_key.numel(), open_keys, ~done[:, None].expand(-1, 2)) & ~ex_key
-                n_new, n_done, n_src = _host(new_mask.sum(), done.sum(), need.sum())
+                # Endpoints still needed: not exited, in a pair still open. A GPU marks them before
+                # compaction, to read all counts in one transfer; the CPU after it, from the open
+                # pairs alone (ogbl-ddi: 0.6 against 2.3 ms a layer).
+                need = None
+                if _sync_free(done):
+                    need = _any_at(ex_key.numel(), open_keys, ~done[:, None].expand(-1, 2)) & ~ex_key
+                    n_new, n_done, n_src = _host(new_mask.sum(), done.sum(), need.sum())
+                else:
+                    n_new, n_done = _host(new_mask.sum(), done.sum())
                 n_exited += n_new
                 if self.freeze:
                     upd = _at(rows, _nonzero(~flag, rows.numel() - n_new))
@@ -556,6 +562,11 @@ class _Run:
                 resolve(_at(open_pairs, idx), _at(open_keys, idx), zsel if readout else h)
                 live = _nonzero(~done, open_pairs.numel() - n_done)
                 open_pairs, open_keys = _at(open_pairs, live), _at(open_keys, live)
+                if need is None:
+                    need = torch.zeros(ex_key.numel(), dtype=torch.bool, device=dev)
+                    need.scatter_(0, open_keys.flatten(), True)
+                    need &= ~ex_key
+                    n_src = int(need.sum())
                 # Lazy re-scoping: only when the set of endpoints still needed shrank enough.
                 if n_src <= 0.5 * sources_at_bfs or (self.freeze and n_exited > 1.1 * exited_at_rebuild + 0.05 * n):
                     sources = _nonzero(need, n_src)

@@ -11,18 +11,20 @@ at::Tensor aggregate_rows(const at::Tensor& rowptr, const at::Tensor& col,
                           const at::Tensor& weight, const at::Tensor& h,
                           const at::Tensor& rows,
                           const std::optional<at::Tensor>& self_weight,
-                          const std::optional<at::Tensor>& cache) {
+                          const std::optional<at::Tensor>& cache,
+                          std::optional<int64_t> pass_cols) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("linkexit_fast::aggregate_rows", "")
                        .typed<decltype(aggregate_rows)>();
-  return op.call(rowptr, col, weight, h, rows, self_weight, cache);
+  return op.call(rowptr, col, weight, h, rows, self_weight, cache, pass_cols);
 }
 
 void check_aggregate_rows_args(const at::Tensor& rowptr, const at::Tensor& col,
                                const at::Tensor& weight, const at::Tensor& h,
                                const at::Tensor& rows,
                                const std::optional<at::Tensor>& self_weight,
-                               const std::optional<at::Tensor>& cache) {
+                               const std::optional<at::Tensor>& cache,
+                               std::optional<int64_t> pass_cols) {
   at::CheckedFrom c = "aggregate_rows";
   at::TensorArg rowptr_arg{rowptr, "rowptr", 1}, col_arg{col, "col", 2},
       weight_arg{weight, "weight", 3}, h_arg{h, "h", 4}, rows_arg{rows, "rows", 5};
@@ -54,12 +56,14 @@ void check_aggregate_rows_args(const at::Tensor& rowptr, const at::Tensor& col,
     at::checkDim(c, arg, 2);
     at::checkSize(c, arg, {num_rows, m});
   }
+  TORCH_CHECK(!pass_cols.has_value() || *pass_cols >= 1,
+              "aggregate_rows: pass_cols must be >= 1 (or None); got ", pass_cols.value_or(0));
 }
 
 TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
   m.def(
       "aggregate_rows(Tensor rowptr, Tensor col, Tensor weight, Tensor h, Tensor rows, "
-      "Tensor? self_weight=None, Tensor? cache=None) -> Tensor");
+      "Tensor? self_weight=None, Tensor? cache=None, int? pass_cols=None) -> Tensor");
 }
 
 }  // namespace ops

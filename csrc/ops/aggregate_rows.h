@@ -11,12 +11,15 @@ namespace ops {
 //   out[i] = sum_{e in rowptr[r]..rowptr[r+1]} weight[e] * h[col[e]]
 //            + self_weight[r] * h[r] + cache[r],   r = rows[i].
 // rowptr [R+1], col [nnz] (int64); weight [nnz], h [n, m], self_weight [R], cache [R, m]
-// (float32); rows [k] (int64, values in [0, R)). Returns out [k, m].
+// (float32); rows [k] (int64, values in [0, R)). Returns out [k, m]. pass_cols: output columns
+// per pass over the rows, a tuning knob that never changes the result (None: chosen by the
+// kernel from h's size and the cache sizes).
 at::Tensor aggregate_rows(const at::Tensor& rowptr, const at::Tensor& col,
                           const at::Tensor& weight, const at::Tensor& h,
                           const at::Tensor& rows,
                           const std::optional<at::Tensor>& self_weight,
-                          const std::optional<at::Tensor>& cache);
+                          const std::optional<at::Tensor>& cache,
+                          std::optional<int64_t> pass_cols);
 
 // Shape and dtype checks. Every kernel calls them first: Python reaches the kernel through
 // the dispatcher without passing through `aggregate_rows` above. Index values (`rows`, and
@@ -26,7 +29,8 @@ void check_aggregate_rows_args(const at::Tensor& rowptr, const at::Tensor& col,
                                const at::Tensor& weight, const at::Tensor& h,
                                const at::Tensor& rows,
                                const std::optional<at::Tensor>& self_weight,
-                               const std::optional<at::Tensor>& cache);
+                               const std::optional<at::Tensor>& cache,
+                               std::optional<int64_t> pass_cols);
 
 }  // namespace ops
 }  // namespace linkexit_fast

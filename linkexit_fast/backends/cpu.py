@@ -88,18 +88,20 @@ def _opt_real(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
 
 def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
                    rows: torch.Tensor, self_weight: Optional[torch.Tensor] = None,
-                   cache: Optional[torch.Tensor] = None) -> torch.Tensor:
+                   cache: Optional[torch.Tensor] = None, pass_cols: Optional[int] = None) -> torch.Tensor:
     """Weighted CSR aggregation over a subset of rows; see :func:`torch_ops.aggregate_rows`
     (``rows`` may repeat; returns float32 ``[k, m]``).
 
-    Raises ``RuntimeError`` naming the argument for a wrong dtype or shape, a row outside
-    ``[0, R)``, an invalid ``rowptr`` range or a ``col`` entry outside ``[0, n)``.
+    ``pass_cols`` output columns are computed per pass over the rows (``None``: the op's choice,
+    narrow passes when a column slice of ``h`` fits the core's L2 and ``h`` does not); it never
+    changes the result. Raises ``RuntimeError`` naming the argument for a wrong dtype or shape,
+    a row outside ``[0, R)``, an invalid ``rowptr`` range or a ``col`` entry outside ``[0, n)``.
     """
     if _fall_back():
         return torch_ops.aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
     return torch.ops.linkexit_fast.aggregate_rows(
         _index(rowptr), _index(col), _real(weight), _real(h), _index(rows),
-        _opt_real(self_weight), _opt_real(cache))
+        _opt_real(self_weight), _opt_real(cache), pass_cols)
 
 
 def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
