@@ -162,28 +162,17 @@ template <int kVecs>
 __attribute__((target("avx512f"))) inline void aggregate_block_avx512(
     const AggregateArgs& a, int64_t r, int64_t begin, int64_t end, int64_t c0,
     float* __restrict__ dst, PrefetchCursor* cursor) {
-  // Narrow blocks sum even and odd edges apart: with one chain per register the 4-cycle FMA
-  // latency would cap 4 registers at one edge per 4 cycles. (16 registers twice would spill.)
-  constexpr int kChains = kVecs <= 8 ? 2 : 1;
-  __m512 sums[kChains][kVecs];
+  __m512 acc[kVecs];
 #pragma GCC unroll 16
-  for (int j = 0; j < kChains * kVecs; ++j) sums[j / kVecs][j % kVecs] = _mm512_setzero_ps();
+  for (int j = 0; j < kVecs; ++j) acc[j] = _mm512_setzero_ps();
   const float* __restrict__ h = a.h + c0;
-  for (int64_t e = begin; e < end; e += kChains) {
-#pragma GCC unroll 2
-    for (int s = 0; s < kChains; ++s) {
-      if (e + s == end) break;
-      if (cursor) cursor->advance();
-      const __m512 we = _mm512_set1_ps(a.weight[e + s]);
-      const float* __restrict__ src = h + a.col[e + s] * a.m;
+  for (int64_t e = begin; e < end; ++e) {
+    if (cursor) cursor->advance();
+    const __m512 we = _mm512_set1_ps(a.weight[e]);
+    const float* __restrict__ src = h + a.col[e] * a.m;
 #pragma GCC unroll 16
-      for (int j = 0; j < kVecs; ++j) sums[s][j] = _mm512_fmadd_ps(we, _mm512_loadu_ps(src + 16 * j), sums[s][j]);
-    }
+    for (int j = 0; j < kVecs; ++j) acc[j] = _mm512_fmadd_ps(we, _mm512_loadu_ps(src + 16 * j), acc[j]);
   }
-  __m512* acc = sums[0];
-#pragma GCC unroll 16
-  for (int j = 0; j < kVecs; ++j)
-    for (int s = 1; s < kChains; ++s) acc[j] = _mm512_add_ps(acc[j], sums[s][j]);
   if (a.self_weight) {
     const __m512 we = _mm512_set1_ps(a.self_weight[r]);
     const float* __restrict__ src = h + r * a.m;
@@ -301,9 +290,10 @@ int64_t l2_cache_bytes() {
 // walks each row's edges once with the whole output row in registers, and prefetches. On
 // dense small graphs h misses L2 but is gathered many times over (ogbl-ddi: 4267 x 256 floats
 // = 4.4 MB, ~500 gathers of each row per layer); there passes of kPassCols columns each read
-// a slice that stays in the core's L2. On ogbl-ddi (2,700 of its rows, 2 MB L2 per core) 64
-// columns per pass took 10.3-10.5 ms, 128 11.7-12.6 and whole rows 11.7-12.1; 32 was slower
-// (17.7). In the engine that took ddi's GNN stage from 70.7 to 63.6 ms (medians of 15).
+// a slice that stays in the core's L2. On ogbl-ddi (m = 256, 2 MB L2 per core; medians of 15
+// interleaved calls on 2,700 rows / all 4,267): 64 columns per pass 9.9 / 15.6 ms, 128 11.5 /
+// 18.2, whole rows 11.2 / 17.7, 32 17.4 / 27.6. The engine's ddi GNN stage: 67.2 against
+// 70.6 ms.
 int64_t pass_columns(const AggregateArgs& a, int64_t k, std::optional<int64_t> requested) {
   if (requested.has_value()) return std::min(a.m, *requested);
   constexpr int64_t kPassCols = 64;
