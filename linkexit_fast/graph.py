@@ -28,6 +28,14 @@ def quiet_sparse():
         yield
 
 
+def csr_tensor(rowptr: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size) -> torch.Tensor:
+    """A torch sparse CSR tensor of an index structure the caller has validated (``Graph``'s
+    constructors, ``linkexit_fast.ops``, or the engine building its own): saying so skips torch's
+    invariant checks and its per-process warning about them; torch's beta warning is silenced."""
+    with quiet_sparse():
+        return torch.sparse_csr_tensor(rowptr, col, values, size, check_invariants=False)
+
+
 def entry_rows(rowptr: torch.Tensor) -> torch.Tensor:
     """The row of every entry of a CSR with offsets ``rowptr``, int64 ``[nnz]``."""
     n = rowptr.numel() - 1

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph import Graph, quiet_sparse
+from .graph import Graph, csr_tensor, quiet_sparse
 
 __all__ = ["ModelConfig", "EarlyExitLinkPredictor", "NormAdj", "ForwardResult", "BACKBONES",
            "EXIT_MODES", "SEMANTICS"]
@@ -95,9 +95,7 @@ class NormAdj:
         self.weight = graph.edge_weight(self_loops)
         self.self_weight = dinv * dinv if self_loops else None
         n = graph.num_nodes
-        # Graph's constructors validated rowptr and col; saying so silences torch's warning per call.
-        with quiet_sparse():
-            self.csr = torch.sparse_csr_tensor(graph.rowptr, graph.col, self.weight, (n, n), check_invariants=False)
+        self.csr = csr_tensor(graph.rowptr, graph.col, self.weight, (n, n))
 
     def __matmul__(self, h: torch.Tensor) -> torch.Tensor:
         # Â is symmetric, so it is its own transpose in the backward pass.

@@ -8,7 +8,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from ..graph import quiet_sparse
+from ..graph import csr_tensor
 
 
 def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
@@ -29,11 +29,7 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
     # can cause; such inputs take the gather path below.
     if k >= n_rows // 2 and 0 < col.numel() <= n_rows * n:
         # Most rows wanted: one sparse product over all rows beats slicing out a sub-CSR.
-        # Row ranges are the caller's to validate (linkexit_fast.ops does, the engine builds its
-        # own CSRs); saying so silences torch's per-process warning about unchecked invariants.
-        with quiet_sparse():
-            csr = torch.sparse_csr_tensor(rowptr, col, weight.to(h.dtype), (n_rows, n), check_invariants=False)
-        full = torch.sparse.mm(csr, h)
+        full = torch.sparse.mm(csr_tensor(rowptr, col, weight.to(h.dtype), (n_rows, n)), h)
         everything = k == n_rows and torch.equal(rows, torch.arange(n_rows, device=rows.device))
         return _epilogue(full if everything else full[rows], rows, h, self_weight, cache)
     # Slice the selected rows into a CSR of their own and let torch's sparse kernel do the sums.
@@ -47,9 +43,7 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
         seg = torch.repeat_interleave(torch.arange(k, device=h.device), counts, output_size=total)
         e = torch.arange(total, device=h.device) - sub_rowptr[seg] + start[seg]
         if total <= k * n:
-            with quiet_sparse():
-                sub = torch.sparse_csr_tensor(sub_rowptr, col[e], weight[e].to(h.dtype), (k, n), check_invariants=False)
-            out = torch.sparse.mm(sub, h)
+            out = torch.sparse.mm(csr_tensor(sub_rowptr, col[e], weight[e].to(h.dtype), (k, n)), h)
         else:
             out.index_add_(0, seg, weight[e, None].to(h.dtype) * h[col[e]])
     return _epilogue(out, rows, h, self_weight, cache)
