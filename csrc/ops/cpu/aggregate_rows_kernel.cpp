@@ -290,10 +290,9 @@ int64_t l2_cache_bytes() {
 // walks each row's edges once with the whole output row in registers, and prefetches. On
 // dense small graphs h misses L2 but is gathered many times over (ogbl-ddi: 4267 x 256 floats
 // = 4.4 MB, ~500 gathers of each row per layer); there passes of kPassCols columns each read
-// a slice that stays in the core's L2. On ogbl-ddi (m = 256, 2 MB L2 per core; medians of 15
-// interleaved calls on 2,700 rows / all 4,267): 64 columns per pass 9.9 / 15.6 ms, 128 11.5 /
-// 18.2, whole rows 11.2 / 17.7, 32 17.4 / 27.6. The engine's ddi GNN stage: 67.2 against
-// 70.6 ms.
+// a slice that stays in the core's L2. benchmarks/aggregate_passes.py on ogbl-ddi (m = 256,
+// 2 MB L2 per core; 2,700 rows / all 4,267): 64 columns per pass 11.3 / 17.9 ms, 128 14.2 /
+// 22.6, whole rows 13.2 / 21.0, 32 18.3 / 29.4; the engine's GNN stage 69.9 against 77.9 ms.
 int64_t pass_columns(const AggregateArgs& a, int64_t k, std::optional<int64_t> requested) {
   if (requested.has_value()) return std::min(a.m, *requested);
   constexpr int64_t kPassCols = 64;
