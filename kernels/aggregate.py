@@ -17,6 +17,14 @@ Nothing goes back to the host: the launch sizes come from sizes the host already
 ``ceil(edges of rows / S)``, which keeps every chunk within the ``S`` slots. (A host read of the
 chunk count cost two device syncs per call, and the engine calls this op every layer.)
 
+The chunk map is ``E`` and ``extra_ptr`` (row ``i``'s extra chunks own slots
+``[extra_ptr[i], extra_ptr[i + 1])``); a program finds the row of its slot by binary search. For
+up to ``MAP_ONE_PROGRAM_ROWS`` rows one program builds the map (two passes over the rows); above,
+torch ops do, which spread over the GPU. Those are about 15 launches, a few microseconds of
+device work each, but host time: in a profiled ogbl-ddi evaluation on an H100, where the whole
+call is host-bound, each launcher call spent ~0.65 of its ~0.9 ms before its first kernel launch
+(benchmarks/results/gpu_notes.md, second lease).
+
 This module also holds :func:`block_size`, the one block-size helper of ``linkexit_fast.kernels``.
 """
 from __future__ import annotations
@@ -46,6 +54,11 @@ NUM_WARPS = 4
 MAX_BLOCK_M = 256
 # Partial slots summed per step of the second pass.
 BLOCK_S = 16
+# Rows up to which one program builds the chunk map, in blocks of MAP_BLOCK rows: at most four
+# blocks per pass, each a few dependent loads (rows, then rowptr), so by estimate a few tens of
+# microseconds on one SM, less than the torch ops' launches cost the host.
+MAP_BLOCK = 4096
+MAP_ONE_PROGRAM_ROWS = 4 * MAP_BLOCK
 
 
 def block_size(n: int, *, cap: int, floor: int = 1, name: str = "size") -> int:
@@ -61,11 +74,53 @@ def block_size(n: int, *, cap: int, floor: int = 1, name: str = "size") -> int:
 
 
 @triton.jit
-def _chunk_row(c, k, extra_row_ptr, extra_ptr_ptr):
+def _chunk_map_kernel(rowptr_ptr, rows_ptr, extra_ptr_ptr, chunk_edges_ptr, k, slots, min_edges,
+                      BLOCK: tl.constexpr):
+    """One program: the chunk width ``E`` and ``extra_ptr`` (see the module docstring)."""
+    total = tl.zeros((), dtype=tl.int64)
+    for i0 in range(0, k, BLOCK):
+        offs = i0 + tl.arange(0, BLOCK)
+        mask = offs < k
+        r = tl.load(rows_ptr + offs, mask=mask, other=0)
+        total += tl.sum(tl.load(rowptr_ptr + r + 1, mask=mask, other=0)
+                        - tl.load(rowptr_ptr + r, mask=mask, other=0))
+    width = tl.maximum((total + slots - 1) // slots, min_edges)
+    tl.store(chunk_edges_ptr, width)
+    tl.store(extra_ptr_ptr, tl.zeros((), dtype=tl.int64))
+    start = tl.zeros((), dtype=tl.int64)
+    for i0 in range(0, k, BLOCK):
+        offs = i0 + tl.arange(0, BLOCK)
+        mask = offs < k
+        r = tl.load(rows_ptr + offs, mask=mask, other=0)
+        count = tl.load(rowptr_ptr + r + 1, mask=mask, other=0) - tl.load(rowptr_ptr + r, mask=mask, other=0)
+        extra = tl.maximum(count - 1, 0) // width  # zero where masked: count is 0 there
+        tl.store(extra_ptr_ptr + 1 + offs, start + tl.cumsum(extra, 0), mask=mask)
+        start += tl.sum(extra)
+
+
+@triton.jit
+def _slot_row(s, k, extra_ptr_ptr, active):
+    """The row owning slot ``s``: the ``i`` with ``extra_ptr[i] <= s < extra_ptr[i + 1]``, by
+    binary search; ``k`` for a slot past the last used one, or where ``active`` is false (no
+    search: one in each of the 1M first-chunk programs took the 1M-node graph's aggregation from
+    4.4 to 5.3 ms on an H100)."""
+    used = active & (s < tl.load(extra_ptr_ptr + k))
+    lo = tl.zeros((), dtype=tl.int64)
+    hi = tl.where(used, k, 0).to(tl.int64)  # an unused slot skips the search
+    while lo < hi:  # the first i with extra_ptr[i + 1] > s lies in [lo, hi]
+        mid = (lo + hi) // 2
+        right = tl.load(extra_ptr_ptr + mid + 1) <= s
+        lo = tl.where(right, mid + 1, lo)
+        hi = tl.where(right, hi, mid)
+    return tl.where(used, lo, k)
+
+
+@triton.jit
+def _chunk_row(c, k, extra_ptr_ptr):
     """(row position i, chunk index j, slot s) of program ``c``; ``i == k`` for an unused slot."""
     is_extra = c >= k
     s = tl.where(is_extra, c - k, 0)
-    i_extra = tl.load(extra_row_ptr + s)
+    i_extra = _slot_row(s, k, extra_ptr_ptr, is_extra)
     i = tl.where(is_extra, i_extra, c)
     j = tl.where(is_extra, s - tl.load(extra_ptr_ptr + tl.minimum(i_extra, k - 1)) + 1, 0)
     return i, j, s
@@ -74,7 +129,7 @@ def _chunk_row(c, k, extra_row_ptr, extra_ptr_ptr):
 @triton.jit
 def _aggregate_chunks_kernel(
     # pointers: CSR graph, features, active rows, chunk map, optional terms, outputs
-    rowptr_ptr, col_ptr, weight_ptr, h_ptr, rows_ptr, extra_row_ptr, extra_ptr_ptr, chunk_edges_ptr,
+    rowptr_ptr, col_ptr, weight_ptr, h_ptr, rows_ptr, extra_ptr_ptr, chunk_edges_ptr,
     self_weight_ptr, cache_ptr, out_ptr, partial_ptr,
     # sizes and strides
     k, m, stride_hn, stride_hm, stride_cn, stride_cm, stride_on, stride_om, stride_pn, stride_pm,
@@ -85,7 +140,7 @@ def _aggregate_chunks_kernel(
     offs_m = tl.program_id(1).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < m
 
-    i, j, s = _chunk_row(c, k, extra_row_ptr, extra_ptr_ptr)
+    i, j, s = _chunk_row(c, k, extra_ptr_ptr)
     valid = i < k
     r = tl.load(rows_ptr + tl.minimum(i, k - 1))  # clamped: an unused slot reads a row, sums nothing
     chunk_edges = tl.load(chunk_edges_ptr)
@@ -124,7 +179,7 @@ def _aggregate_chunks_kernel(
 @triton.jit
 def _add_partials_kernel(
     # pointers
-    extra_row_ptr, extra_ptr_ptr, partial_ptr, out_ptr,
+    extra_ptr_ptr, partial_ptr, out_ptr,
     # sizes and strides
     k, m, stride_pn, stride_pm, stride_on, stride_om,
     # meta-parameters
@@ -133,7 +188,7 @@ def _add_partials_kernel(
     s = tl.program_id(0).to(tl.int64)
     offs_m = tl.program_id(1).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
 
-    i = tl.load(extra_row_ptr + s)
+    i = _slot_row(s, k, extra_ptr_ptr, s >= 0)  # every program of this pass is a slot
     i_safe = tl.minimum(i, k - 1)
     s_lo = tl.load(extra_ptr_ptr + i_safe)
     # Only the program of a hub row's first slot works; every other one has no columns.
@@ -155,13 +210,15 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
                    rows: torch.Tensor, self_weight: Optional[torch.Tensor] = None,
                    cache: Optional[torch.Tensor] = None, *,
                    edges_per_chunk: int = EDGES_PER_CHUNK, block_e: int = BLOCK_E,
-                   num_warps: int = NUM_WARPS) -> torch.Tensor:
+                   num_warps: int = NUM_WARPS, map_one_program_rows: int = MAP_ONE_PROGRAM_ROWS,
+                   map_block: int = MAP_BLOCK) -> torch.Tensor:
     """Launch the chunked aggregation; inputs are trusted (``backends/triton.py`` validates them).
 
     ``rowptr``/``col``/``rows`` int64, ``weight``/``h``/``self_weight``/``cache`` float32, all on
     one device; returns float32 ``[rows.numel(), h.shape[1]]``. ``edges_per_chunk`` only changes
     the work split (tests shrink it to force many chunks per row); ``block_e`` and ``num_warps``
-    only change the tiling (``benchmarks/gpu_check.py`` sweeps all three).
+    only change the tiling (``benchmarks/gpu_check.py`` sweeps all three); ``map_one_program_rows``
+    and ``map_block`` only choose how the chunk map is built (tests take both ways).
     """
     if edges_per_chunk < 1:
         raise ValueError(f"edges_per_chunk must be >= 1; got {edges_per_chunk}")
@@ -171,14 +228,18 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
         return out
     rowptr, col, weight, rows = (t.contiguous() for t in (rowptr, col, weight, rows))
 
-    # Chunk map, on the device: row i has extra chunks in slots [extra_ptr[i], extra_ptr[i + 1]),
-    # and slot s belongs to row extra_row[s] (k past the last used slot).
+    # Chunk map, on the device: row i has extra chunks in slots [extra_ptr[i], extra_ptr[i + 1]).
     slots = max(triton.cdiv(col.numel(), edges_per_chunk), 1)
-    counts = rowptr[rows + 1] - rowptr[rows]
-    chunk_edges = torch.clamp((counts.sum() + slots - 1) // slots, min=edges_per_chunk).reshape(1)
-    extra_ptr = torch.zeros(k + 1, dtype=torch.int64, device=h.device)
-    torch.cumsum((counts - 1).clamp(min=0) // chunk_edges, 0, out=extra_ptr[1:])
-    extra_row = torch.searchsorted(extra_ptr[1:], torch.arange(slots, device=h.device), right=True)
+    extra_ptr = torch.empty(k + 1, dtype=torch.int64, device=h.device)
+    if k <= map_one_program_rows:
+        chunk_edges = torch.empty(1, dtype=torch.int64, device=h.device)
+        _chunk_map_kernel[(1,)](rowptr, rows, extra_ptr, chunk_edges, k, slots, edges_per_chunk,
+                                BLOCK=map_block, num_warps=8)
+    else:
+        counts = rowptr[rows + 1] - rowptr[rows]
+        chunk_edges = torch.clamp((counts.sum() + slots - 1) // slots, min=edges_per_chunk).reshape(1)
+        extra_ptr[0] = 0
+        torch.cumsum((counts - 1).clamp(min=0) // chunk_edges, 0, out=extra_ptr[1:])
     partial = torch.empty(slots, m, dtype=torch.float32, device=h.device)
 
     dummy = out  # stands in for absent optional tensors; never read (HAS_* is False)
@@ -187,7 +248,7 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
     BLOCK_M = block_size(min(m, MAX_BLOCK_M), cap=MAX_BLOCK_M, name="m")
     grid = lambda META: (k + slots, triton.cdiv(m, META["BLOCK_M"]))  # noqa: E731
     _aggregate_chunks_kernel[grid](
-        rowptr, col, weight, h, rows, extra_row, extra_ptr, chunk_edges, sw, ca, out, partial,
+        rowptr, col, weight, h, rows, extra_ptr, chunk_edges, sw, ca, out, partial,
         k, m, h.stride(0), h.stride(1), ca.stride(0), ca.stride(1), out.stride(0), out.stride(1),
         partial.stride(0), partial.stride(1),
         BLOCK_E=block_e, BLOCK_M=BLOCK_M, HAS_SELF=self_weight is not None,
@@ -195,7 +256,7 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
     )
     grid = lambda META: (slots, triton.cdiv(m, META["BLOCK_M"]))  # noqa: E731
     _add_partials_kernel[grid](
-        extra_row, extra_ptr, partial, out,
+        extra_ptr, partial, out,
         k, m, partial.stride(0), partial.stride(1), out.stride(0), out.stride(1),
         BLOCK_S=BLOCK_S, BLOCK_M=BLOCK_M,
     )

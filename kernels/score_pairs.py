@@ -3,19 +3,23 @@ r"""The fused pair scorer in Triton: gather, Hadamard product and MLP to one log
 For pairs ``(u_p, v_p)``: :math:`x_p = z_{u_p} \odot z_{v_p}`, then ``Linear+ReLU`` layers and a
 final ``Linear`` to one logit (HeaRT's MLP scorer; ``weights[i]`` is ``[out, in]``).
 
-``_pair_logit_kernel`` fuses the **last two** layers. A program loads its ``[BLOCK_P, K]`` input
-tile once (a gathered Hadamard tile, or rows of a staged buffer), loops over the hidden layer in
-``BLOCK_J`` column blocks (``tl.dot`` + bias + ReLU), and folds each block straight into the logit
-with the final weight row, so neither ``z[u] * z[v]`` nor the hidden ``[P, H]`` activations reach
-global memory. With a single Linear layer it is a gathered dot product.
+For MLPs of one or two layers ``_pair_logit_kernel`` fuses all of it. A program gathers its
+``[BLOCK_P, K]`` Hadamard tile once, loops over the hidden layer in ``BLOCK_J`` column blocks
+(``tl.dot`` + bias + ReLU), and folds each block straight into the logit with the final weight
+row, so neither ``z[u] * z[v]`` nor the hidden ``[P, H]`` activations reach global memory. With a
+single Linear layer it is a gathered dot product.
 
 MLPs with three or more layers (HeaRT's default) need each earlier layer's full output before the
 next product, and a whole ``[in, out]`` weight tile (256 x 256 fp32 = 256 KB) fits neither
-registers nor shared memory. Those layers are plain dense products over a staged chunk of pairs,
-so they run on cuBLAS through torch: a Triton kernel for them (since removed) ran 6x (fp32) to
-40x (tf32x3) slower than cuBLAS on an H100 (benchmarks/results/gpu_notes.md). Chunks are large (65536
-pairs, 64 MB at m = 256): each chunk costs about six launches of host time, while re-reading
-a staged chunk from HBM costs tens of microseconds.
+registers nor shared memory. Their hidden layers are plain dense products over a staged chunk of
+pairs, so they run on cuBLAS through torch, and the kernel adds only the final Linear (a dot per
+pair). A Triton kernel for the earlier layers (since removed) ran 6x (fp32) to 40x (tf32x3) slower
+than cuBLAS on an H100 (benchmarks/results/gpu_notes.md), and fusing the last hidden layer into
+this kernel, as for two layers, ran 7 % slower than cuBLAS there (2.78 against 2.59 ms for 228k
+pairs, 3 layers, benchmarks/results/gpu_check.json): its 16-pair tiles feed the tensor cores
+poorly, and on a staged input there is no gather to fuse. Chunks are large (65536 pairs, 64 MB
+at m = 256): each chunk costs about six launches of host time, while re-reading a staged chunk
+from HBM costs tens of microseconds.
 
 ``precision`` is ``tl.dot``'s ``input_precision``: ``"ieee"`` multiplies in plain fp32 on the CUDA
 cores; ``"tf32x3"`` splits each fp32 operand into two TF32 parts and runs three tensor-core
@@ -151,7 +155,7 @@ def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequ
     for s in range(0, P, chunk):
         uc, vc = u[s:s + chunk], v[s:s + chunk]
         x = z[uc] * z[vc]
-        for w, b in zip(weights[:-2], biases[:-2]):  # cuBLAS: see the module docstring
+        for w, b in zip(weights[:-1], biases[:-1]):  # cuBLAS: see the module docstring
             x = torch.relu(torch.addmm(b, x, w.T))
-        _logits(x, uc, vc, w_last, b_last, w_out, b_out, out[s:s + chunk], gather=False, **tiling)
+        _logits(x, uc, vc, None, None, w_out, b_out, out[s:s + chunk], gather=False, **tiling)
     return out

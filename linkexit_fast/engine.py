@@ -14,8 +14,9 @@ predictor), within float32 summation-order noise. What the engine skips:
    each active neighbour's aggregate is added once into a cache and their edges leave the CSR.
 4. **Sparse input features.** Bag-of-words features are multiplied as a sparse matrix, and only
    over the rows in scope.
-5. **Streaming pair scoring.** A pair is scored as soon as both endpoints have exited, and the
-   layer loop stops when every pair is resolved.
+5. **Streaming pair scoring.** A pair is resolved as soon as both endpoints have exited (their
+   states never change again) and scored in the next batch of ``STREAM_MIN_PAIRS``, or at the
+   end; the layer loop stops when every pair is resolved.
 """
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ SPARSE_FRONTIER = 1 / 64
 # benchmark machine, about 300 MACs of aggregation there. On ogbl-ddi (L = 3) a rebuild that
 # spared 15 % of one layer's edges cost 91 ms against the 10 ms it saved.
 CACHE_EDGE_COST = 300
+# Pairs resolved early are scored in batches of at least this many (the rest at the end): a
+# scorer call is about ten launches of host time whatever its size. On ogbl-ddi's full evaluation
+# 11,078 pairs resolve at layer 1 and 218,010 at the end; on an H100, where that call is host-bound,
+# the early scorer call took 1.2 ms of host time (profiled) against 2.8 ms for the late one.
+STREAM_MIN_PAIRS = 65536
+# A scope walk (hop_distance) costs tens of launches and a few syncs, and pays only where it leaves
+# rows out. It is skipped when its sources, at the scope CSR's mean degree, would cover the rows
+# this many times over within the hops that matter (see _walk_pays). On ogbl-ddi's full evaluation
+# (H100) the two walks took 4.3 of a 19.6 ms profiled call and spared 71 of 4,267 row updates:
+# 1,737 endpoints of mean degree 500 reached 4,197 rows in one hop, and at layer 1 the 1,269
+# endpoints still needed reached 4,141 (benchmarks/results/gpu_trace.md).
+SATURATED = 8
 
 
 # ---------------------------------------------------------------------------- CSR helpers
@@ -186,6 +199,12 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
     return dist, (dist != UNREACHED).nonzero().squeeze(1)
 
 
+def _walk_pays(sources: int, hops: int, rows: int, entries: int) -> bool:
+    """Whether a ``hops``-hop walk from ``sources`` may leave a useful share of ``rows`` out: its
+    expected reach at the mean degree (``entries / rows``) stays under ``SATURATED`` x ``rows``."""
+    return sources * (entries / max(rows, 1)) ** hops < SATURATED * rows
+
+
 # ---------------------------------------------------------------------------- statistics
 @dataclass
 class EngineStats:
@@ -278,11 +297,17 @@ class _Run:
             slot_of.scatter_(0, ends, torch.arange(ends.numel(), device=pairs.device))
             self.slots = _at(slot_of, pairs)
         # Scope: everything within L hops of an endpoint; compact when that is a small part.
-        dist, scope = hop_distance(graph.rowptr, graph.col, ends, self.L, row_of=lambda: graph.row,
-                                   symmetric=True, return_reached=True)
         dev = self.dev = graph.rowptr.device
+        if not _walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
+            # One hop would reach every row: all rows count as within one hop (a superset of the
+            # true scope, so nothing changes but possibly a few more updates), none is compacted.
+            dist = torch.ones(n_glob, dtype=torch.int64, device=dev).scatter_(0, ends, 0)
+            scope = None
+        else:
+            dist, scope = hop_distance(graph.rowptr, graph.col, ends, self.L, row_of=lambda: graph.row,
+                                       symmetric=True, return_reached=True)
         dinv = graph.dinv(model.self_loops)
-        if scope.numel() < 0.8 * n_glob:
+        if scope is not None and scope.numel() < 0.8 * n_glob:
             g2l = torch.full((n_glob,), -1, dtype=torch.int64, device=dev)
             g2l.scatter_(0, scope, torch.arange(scope.numel(), device=dev))
             inner = scope[_at(dist, scope) < self.L]  # boundary rows are read, never updated
@@ -485,13 +510,23 @@ class _Run:
         sources_at_bfs, n_exited, exited_at_rebuild = self.ends.numel(), 0, 0
         edge_counts: List[torch.Tensor] = []  # per layer that ran, on the device
 
-        def resolve(idx: torch.Tensor, keys: torch.Tensor, z: torch.Tensor) -> None:
+        pending: List[Tuple[torch.Tensor, torch.Tensor]] = []  # resolved, not yet scored
+
+        def resolve(idx: torch.Tensor, keys: torch.Tensor, z: torch.Tensor, last: bool = False) -> None:
+            """Record pairs ``idx`` as resolved; score what is pending once it reaches
+            ``STREAM_MIN_PAIRS`` pairs, and at the ``last`` call. Their states stay valid meanwhile:
+            exited rows of ``h`` (freeze) and rows of ``zsel`` (readout) are never written again."""
             st.pairs_resolved[-1] += idx.numel()
             if idx.numel():
+                pending.append((idx, keys))
+            count = sum(i.numel() for i, _ in pending)
+            if count and (last or count >= STREAM_MIN_PAIRS):
                 t0 = time.perf_counter()
+                idx, keys = (torch.cat(part) for part in zip(*pending)) if len(pending) > 1 else pending[0]
                 logits[idx] = ops.score_pairs(z, keys[:, 0], keys[:, 1], w_pred, b_pred)
+                pending.clear()
                 st.time_decoder += time.perf_counter() - t0
-                st.flops_decoder += idx.numel() * model.predictor.flops_per_pair()
+                st.flops_decoder += count * model.predictor.flops_per_pair()
 
         h = self._input()
         for l in range(L):
@@ -555,7 +590,7 @@ class _Run:
                 if self.freeze:
                     upd = _at(rows, _nonzero(~flag, rows.numel() - n_new))
                 if n_done == open_pairs.numel():  # every pair resolved: stop here
-                    resolve(open_pairs, open_keys, zsel if readout else h)
+                    resolve(open_pairs, open_keys, zsel if readout else h, last=True)
                     st.nodes_decided.append(decided)
                     break
                 idx = _nonzero(done, n_done)
@@ -567,8 +602,11 @@ class _Run:
                     need.scatter_(0, open_keys.flatten(), True)
                     need &= ~ex_key
                     n_src = int(need.sum())
-                # Lazy re-scoping: only when the set of endpoints still needed shrank enough.
-                if n_src <= 0.5 * sources_at_bfs or (self.freeze and n_exited > 1.1 * exited_at_rebuild + 0.05 * n):
+                # Lazy re-scoping: only when the set of endpoints still needed shrank enough, and
+                # the walk may leave rows out (else the current distances, from a superset of
+                # these sources, stay: a superset of the rows needed).
+                if (n_src <= 0.5 * sources_at_bfs or (self.freeze and n_exited > 1.1 * exited_at_rebuild + 0.05 * n)) \
+                        and _walk_pays(n_src, bound, n, self.col.numel()):
                     sources = _nonzero(need, n_src)
                     if readout:
                         sources = _at(self.ends, sources)
@@ -603,7 +641,7 @@ class _Run:
             if readout:
                 rest = self.ends[~exited[self.ends]]
                 zsel[_at(end_pos, rest)] = _at(h, rest)
-            resolve(open_pairs, open_keys, zsel if readout else h)
+            resolve(open_pairs, open_keys, zsel if readout else h, last=True)
         if edge_counts:
             st.edges_aggregated += _host(*edge_counts)
             st.flops_gnn += sum(st.edges_aggregated[-len(edge_counts):]) * m

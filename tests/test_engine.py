@@ -41,14 +41,21 @@ def half_exit_threshold(model, graph) -> float:
 
 
 @contextlib.contextmanager
-def sync_free(on: bool):
+def engine_knobs(gpu_indexing: bool, saturated: float = engine.SATURATED,
+                 stream_min_pairs: int = engine.STREAM_MIN_PAIRS):
     """The engine's GPU index path (sizes from counts read once, no boolean selections), forced
-    on the CPU when ``on``; otherwise the device's own choice."""
-    engine.SYNC_FREE = True if on else None
+    on the CPU when ``gpu_indexing``; otherwise the device's own choice. ``saturated`` 0 skips every
+    scope walk after the first hop's estimate, infinity takes every one; ``stream_min_pairs`` 1
+    scores resolved pairs at every layer."""
+    names = ("SYNC_FREE", "SATURATED", "STREAM_MIN_PAIRS")
+    defaults = [getattr(engine, n) for n in names]
+    for n, v in zip(names, (True if gpu_indexing else None, saturated, stream_min_pairs)):
+        setattr(engine, n, v)
     try:
         yield
     finally:
-        engine.SYNC_FREE = None
+        for n, v in zip(names, defaults):
+            setattr(engine, n, v)
 
 
 def check_contract(model, graph, pairs, threshold, backend):
@@ -69,9 +76,11 @@ def check_contract(model, graph, pairs, threshold, backend):
 @given(n=st.integers(2, 60), e=st.integers(0, 150), hubs=st.integers(0, 2), seed=st.integers(0, 10**6),
        combo=st.sampled_from(list(itertools.product(BACKBONES, EXIT_MODES, SEMANTICS))),
        layers=st.integers(1, 4), threshold=st.floats(0.05, 1.0), npairs=st.integers(1, 80),
-       backend=st.sampled_from(ENGINE_BACKENDS), gpu_indexing=st.booleans())
+       backend=st.sampled_from(ENGINE_BACKENDS), gpu_indexing=st.booleans(),
+       saturated=st.sampled_from([0.0, engine.SATURATED, float("inf")]),
+       stream_min_pairs=st.sampled_from([1, 7, engine.STREAM_MIN_PAIRS]))
 def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, layers, threshold, npairs, backend,
-                                                   gpu_indexing):
+                                                   gpu_indexing, saturated, stream_min_pairs):
     backbone, exit, semantics = combo
     graph = random_graph(n, e, hubs, seed)
     torch.manual_seed(seed)
@@ -82,21 +91,23 @@ def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, laye
     pairs[0, 1] = pairs[0, 0]  # u = v
     if npairs > 2:
         pairs[-1] = pairs[1]  # a duplicate pair
-    with sync_free(gpu_indexing):
+    with engine_knobs(gpu_indexing, saturated, stream_min_pairs):
         assume(check_contract(model, graph, pairs, threshold, backend))
 
 
-@pytest.mark.parametrize("gpu_indexing", [False, True])
+@pytest.mark.parametrize("gpu_indexing, saturated, stream_min_pairs", [
+    (False, engine.SATURATED, engine.STREAM_MIN_PAIRS), (True, engine.SATURATED, 1), (False, 0.0, 1)])
 @pytest.mark.parametrize("backend", ENGINE_BACKENDS)
 @pytest.mark.parametrize("backbone, exit, semantics", list(itertools.product(BACKBONES, ["node", "subgraph"], SEMANTICS)))
-def test_engine_all_nodes_and_one_pair(backbone, exit, semantics, backend, gpu_indexing):
+def test_engine_all_nodes_and_one_pair(backbone, exit, semantics, backend, gpu_indexing, saturated,
+                                       stream_min_pairs):
     graph = random_graph(120, 300, 1, 7)
     torch.manual_seed(3)
     model = EarlyExitLinkPredictor(ModelConfig(6, 120, hidden=16, layers=5, backbone=backbone, exit=exit,
                                                semantics=semantics)).eval()
     thr = half_exit_threshold(model, graph)
     all_pairs = torch.stack([torch.arange(120), torch.arange(120).roll(1)], 1)
-    with sync_free(gpu_indexing):
+    with engine_knobs(gpu_indexing, saturated, stream_min_pairs):
         for pairs in (all_pairs, all_pairs[:1]):
             assert check_contract(model, graph, pairs, thr, backend)
 
@@ -131,7 +142,7 @@ def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_
     expected = bfs_reference(graph, sources.tolist(), max_hops, passable)
     default = engine.SPARSE_FRONTIER
     try:
-        with sync_free(gpu_indexing):
+        with engine_knobs(gpu_indexing):
             for sparse in (0.0, default, 2.0):  # never, as shipped, always the sort-based frontiers
                 engine.SPARSE_FRONTIER = sparse
                 for symmetric in (False, True):
@@ -226,8 +237,25 @@ def test_engine_on_triton_kernels(exit, semantics, gpu_indexing):
     model = EarlyExitLinkPredictor(ModelConfig(6, 40, hidden=8, layers=3, backbone="sas" if exit == "node" else "gcn",
                                                exit=exit, semantics=semantics)).eval()
     pairs = torch.tensor([[0, 1], [3, 3], [5, 39], [7, 2]])
-    with sync_free(gpu_indexing):
+    with engine_knobs(gpu_indexing):
         assert check_contract(model, graph, pairs, 0.55, "triton")
+
+
+def test_scope_walks_are_skipped_where_they_cannot_prune(monkeypatch):
+    """On a dense graph the endpoints' one-hop balls cover every row, so no scope walk runs (by
+    default) and the results equal the reference; priced as always paying, the walks do run."""
+    walks = []
+    monkeypatch.setattr(engine, "hop_distance", lambda *a, **k: (walks.append(1), hop_distance(*a, **k))[1])
+    graph = random_graph(60, 3000, 0, 5)  # ~80 entries per row
+    torch.manual_seed(6)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 60, hidden=16, layers=4, exit="node")).eval()
+    thr = half_exit_threshold(model, graph)
+    pairs = torch.randint(0, 60, (100, 2), generator=torch.Generator().manual_seed(3))
+    assert check_contract(model, graph, pairs, thr, "torch")
+    assert not walks
+    monkeypatch.setattr(engine, "SATURATED", float("inf"))
+    assert check_contract(model, graph, pairs, thr, "torch")
+    assert walks
 
 
 @pytest.mark.parametrize("edge_cost, built", [(0, True), (1e12, False)])

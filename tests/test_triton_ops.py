@@ -57,6 +57,7 @@ class AggregateCase:
     edges_per_chunk: Optional[int] = None   # None = the kernel's default
     strided_h: bool = False         # h is a column slice of a wider tensor
     synthetic: bool = False         # a small synthetic graph with GCN weights instead
+    map_block: Optional[int] = None  # rows per block of the one-program chunk map; 0 = torch's map
 
 
 _AGGREGATE_SHAPES = [
@@ -71,6 +72,11 @@ _AGGREGATE_SHAPES = [
     # launcher must widen the chunks on the device
     AggregateCase("hub_repeated", m=37, rows="hub_x6", hub_degree=300, edges_per_chunk=16),
     AggregateCase("wide_m260", m=260, rows="mixed", hub_degree=40, edges_per_chunk=16),
+    # the chunk map built by torch ops, and by one program in 4-row blocks (several per pass)
+    AggregateCase("hub_torch_map", m=37, rows="mixed", hub_degree=300, edges_per_chunk=16, map_block=0),
+    AggregateCase("hub_repeated_torch_map", m=37, rows="hub_x6", hub_degree=300, edges_per_chunk=16,
+                  map_block=0),
+    AggregateCase("hub_map_blocks", m=37, rows="mixed", hub_degree=300, edges_per_chunk=16, map_block=4),
     AggregateCase("strided_h", m=37, rows="mixed", strided_h=True),
     AggregateCase("synthetic_all_rows", m=8, rows="all", synthetic=True),
 ]
@@ -116,11 +122,15 @@ def make_aggregate_inputs(case: AggregateCase, device) -> dict:
 
 def check_aggregate(case: AggregateCase, device) -> None:
     args = make_aggregate_inputs(case, device)
-    if case.edges_per_chunk is None:
+    if case.edges_per_chunk is None and case.map_block is None:
         out = triton_ops.aggregate_rows(**args)
-    else:  # the chunk size is a launcher knob, below the public op
-        out = triton_ops._kernels("aggregate").aggregate_rows(
-            **args, edges_per_chunk=case.edges_per_chunk)
+    else:  # chunk size and map building are launcher knobs, below the public op
+        knobs = {} if case.edges_per_chunk is None else {"edges_per_chunk": case.edges_per_chunk}
+        if case.map_block == 0:
+            knobs["map_one_program_rows"] = 0
+        elif case.map_block is not None:
+            knobs["map_block"] = case.map_block
+        out = triton_ops._kernels("aggregate").aggregate_rows(**args, **knobs)
     ref = torch_ops.aggregate_rows(**args)
     assert out.shape == ref.shape == (args["rows"].numel(), case.m)
     assert out.dtype == torch.float32 and out.device == ref.device
