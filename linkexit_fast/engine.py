@@ -61,7 +61,7 @@ STREAM_MIN_PAIRS = 65536
 # this many times over within the hops that matter (see _walk_pays). On ogbl-ddi's full evaluation
 # (H100) the two walks took 4.3 of a 19.6 ms profiled call and spared 71 of 4,267 row updates:
 # 1,737 endpoints of mean degree 500 reached 4,197 rows in one hop, and at layer 1 the 1,269
-# endpoints still needed reached 4,141 (benchmarks/results/gpu_trace.md).
+# endpoints still needed reached 4,141 (benchmarks/results/gpu_notes.md, second lease).
 SATURATED = 8
 
 
