@@ -127,12 +127,9 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], warmup: int,
             times.pop(name, None)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    for name in fns:
-        call(name, warmup)
-        times.pop(name, None)  # the call after the warm-up only primes; not counted
-    for _ in range(max(repeats, 1)):
+    for r in range(max(repeats, 1)):
         for name in [n for n in fns if n not in errors]:
-            call(name, 0)
+            call(name, warmup if r == 0 else 0)  # the first round warms each variant up first
     return {name: {"error": errors[name]} if name in errors else
             {"median_ms": statistics.median(times[name]), "min_ms": min(times[name]),
              "max_ms": max(times[name]), "repeats": len(times[name])} for name in fns}

@@ -192,7 +192,7 @@ def load_heart(name: str, root=None) -> LinkSplit:
 # ---------------------------------------------------------------------- OGB
 def _safe_torch_load(path: Path):
     """OGB's ``.pt`` splits pickle numpy arrays: allow-list exactly numpy's reconstruction globals."""
-    recon = np.core.multiarray._reconstruct
+    recon = (np._core if hasattr(np, "_core") else np.core).multiarray._reconstruct  # numpy 2 / 1
     # The files name numpy's legacy module path; numpy 2 moved it, so register both names.
     allowed = [np.ndarray, np.dtype, recon, (recon, "numpy.core.multiarray._reconstruct"),
                (recon, "numpy._core.multiarray._reconstruct")]
