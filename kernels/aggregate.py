@@ -74,27 +74,29 @@ def block_size(n: int, *, cap: int, floor: int = 1, name: str = "size") -> int:
 
 
 @triton.jit
+def _edge_counts(rowptr_ptr, rows_ptr, offs, k):
+    """Edges of ``rows[offs]`` (0 past ``k``)."""
+    mask = offs < k
+    r = tl.load(rows_ptr + offs, mask=mask, other=0)
+    return tl.load(rowptr_ptr + r + 1, mask=mask, other=0) - tl.load(rowptr_ptr + r, mask=mask, other=0)
+
+
+@triton.jit
 def _chunk_map_kernel(rowptr_ptr, rows_ptr, extra_ptr_ptr, chunk_edges_ptr, k, slots, min_edges,
                       BLOCK: tl.constexpr):
-    """One program: the chunk width ``E`` and ``extra_ptr`` (see the module docstring)."""
+    """One program: the chunk width ``E`` (needs every row's count first) and ``extra_ptr``
+    (see the module docstring)."""
     total = tl.zeros((), dtype=tl.int64)
     for i0 in range(0, k, BLOCK):
-        offs = i0 + tl.arange(0, BLOCK)
-        mask = offs < k
-        r = tl.load(rows_ptr + offs, mask=mask, other=0)
-        total += tl.sum(tl.load(rowptr_ptr + r + 1, mask=mask, other=0)
-                        - tl.load(rowptr_ptr + r, mask=mask, other=0))
+        total += tl.sum(_edge_counts(rowptr_ptr, rows_ptr, i0 + tl.arange(0, BLOCK), k))
     width = tl.maximum((total + slots - 1) // slots, min_edges)
     tl.store(chunk_edges_ptr, width)
     tl.store(extra_ptr_ptr, tl.zeros((), dtype=tl.int64))
     start = tl.zeros((), dtype=tl.int64)
     for i0 in range(0, k, BLOCK):
         offs = i0 + tl.arange(0, BLOCK)
-        mask = offs < k
-        r = tl.load(rows_ptr + offs, mask=mask, other=0)
-        count = tl.load(rowptr_ptr + r + 1, mask=mask, other=0) - tl.load(rowptr_ptr + r, mask=mask, other=0)
-        extra = tl.maximum(count - 1, 0) // width  # zero where masked: count is 0 there
-        tl.store(extra_ptr_ptr + 1 + offs, start + tl.cumsum(extra, 0), mask=mask)
+        extra = tl.maximum(_edge_counts(rowptr_ptr, rows_ptr, offs, k) - 1, 0) // width  # 0 past k
+        tl.store(extra_ptr_ptr + 1 + offs, start + tl.cumsum(extra, 0), mask=offs < k)
         start += tl.sum(extra)
 
 

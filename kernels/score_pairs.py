@@ -148,8 +148,8 @@ def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequ
     biases = [b.contiguous() for b in biases]
     tiling = dict(precision=precision, block_p=block_p, num_warps=num_warps)
     w_out, b_out = weights[-1], biases[-1]
-    w_last, b_last = (weights[-2], biases[-2]) if len(weights) > 1 else (None, None)
     if len(weights) <= 2:
+        w_last, b_last = (weights[-2], biases[-2]) if len(weights) == 2 else (None, None)
         _logits(z, u, v, w_last, b_last, w_out, b_out, out, gather=True, **tiling)
         return out
     for s in range(0, P, chunk):
