@@ -414,14 +414,16 @@ def op_benchmarks(args, device: str, results: Dict[str, Any], save: Callable[[],
                             bytes_moved=n * k * 4 + n * (4 + 1 + 4),  # h in; p, flag, step out
                             flops=n * (2 * k * hidden + 4 * hidden + 2 * k)))
     exit_kernel = triton_ops._kernels("exit_head").exit_decision
+    # The launcher takes the logit-margin bound in the threshold's place (torch_ops.exit_margin_bound).
+    kernel_args = exit_args[:5] + (torch_ops.exit_margin_bound(exit_args[5]),) + exit_args[6:]
     exit_sweep = {}
     for block_n, block_k, warps, precision in [(64, 32, 4, "ieee"), (128, 32, 4, "ieee"),
                                                (64, 64, 4, "ieee"), (128, 64, 8, "ieee"),
                                                (64, 32, 4, "tf32x3"), (128, 64, 8, "tf32x3")]:
         kw = dict(block_n=block_n, block_k=block_k, num_warps=warps, precision=precision)
         try:
-            p_var = exit_kernel(*exit_args, **kw)[0]
-            t = time_calls(lambda kw=kw: exit_kernel(*exit_args, **kw), args.warmup, args.repeats)
+            p_var = exit_kernel(*kernel_args, **kw)[0]
+            t = time_calls(lambda kw=kw: exit_kernel(*kernel_args, **kw), args.warmup, args.repeats)
             t["max_abs_err_p_exit"] = float((p_var - p_ref).abs().max())
         except Exception as err:  # noqa: BLE001 - a variant that fails to compile is a result
             t = {"error": f"{type(err).__name__}: {str(err)[:300]}"}

@@ -3,13 +3,17 @@ r"""The fused exit head in Triton: confidence MLP, exit rule and SAS step size i
 For rows ``h [n, k]``:
 
 .. math::
-    l = \mathrm{relu}(h W_1^\top + b_1) W_2^\top + b_2, \quad p_{exit} = \sigma(l_1 - l_0),
-    \quad exit = p_{exit} \ge threshold
+    l = \mathrm{relu}(h W_1^\top + b_1) W_2^\top + b_2, \quad exit = l_1 - l_0 \ge margin\_bound,
+    \quad p_{exit} = \sigma(l_1 - l_0)
 
 and, with the temperature head, :math:`\nu = \max(\mathrm{softplus}(h w_\nu + b_\nu) + \tau_0, 0.1)`
 and :math:`step = \sigma(-(l_1 - l_0) / \nu)` (Eq. 7). Each program reads a ``[BLOCK_N, k]`` slab
 of ``h`` once, in ``BLOCK_K`` column steps that feed both the ``W_1`` product (``tl.dot``) and
 the ``w_nu`` dot product; the hidden layer never leaves registers.
+
+``margin_bound`` is ``logit(threshold)`` as a float32 (``+inf`` for threshold 1), from
+``linkexit_fast.backends.torch_ops.exit_margin_bound``: the exit is decided on the margin
+because the float32 sigmoid saturates.
 """
 from __future__ import annotations
 
@@ -30,8 +34,10 @@ BLOCK_N = 64
 BLOCK_K = 32
 # tl.dot's input precision. "tf32x3" splits each fp32 operand into two TF32 parts and runs three
 # tensor-core products: on an H100 (1M rows, k = 256) 0.74 ms against 2.54 ms for "ieee" (plain
-# fp32 on the CUDA cores), with EXIT probabilities within 5e-7 of fp32 torch, inside the
-# contract's 1e-6 near-tie band (benchmarks/results/gpu_check.json, exit-head sweep).
+# fp32 on the CUDA cores), with EXIT probabilities within 5e-7 of fp32 torch
+# (benchmarks/results/gpu_check.json, exit-head sweep): a margin error of about 2e-6 where
+# p_exit is near 0.5, inside the contract's near-tie band on the margin (tests/test_engine.py,
+# NEAR_TIE). The margin's own error was not measured where p_exit saturates.
 PRECISION = "tf32x3"
 # The hidden layer is held whole in one block; the exit heads use 32 units.
 MAX_BLOCK_H = 256
@@ -44,7 +50,7 @@ def _exit_head_kernel(
     # sizes and strides
     n, k, hidden, stride_hn, stride_hk, stride_w1h, stride_w1k, stride_w2o, stride_w2h, stride_wnu,
     # scalars
-    threshold, tau0,
+    margin_bound, tau0,
     # meta-parameters
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr, HAS_NU: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -77,7 +83,7 @@ def _exit_head_kernel(
     diff = l1 - l0
     p_exit = tl.sigmoid(diff)
     tl.store(p_ptr + offs_n, p_exit, mask=mask_n)
-    tl.store(flag_ptr + offs_n, (p_exit >= threshold).to(tl.int8), mask=mask_n)
+    tl.store(flag_ptr + offs_n, (diff >= margin_bound).to(tl.int8), mask=mask_n)
     if HAS_NU:
         a = nu_acc + tl.load(b_nu_ptr).to(tl.float32)
         # softplus(a) = max(a, 0) + log(1 + exp(-|a|)): never overflows, within 1 ulp of torch's.
@@ -87,7 +93,7 @@ def _exit_head_kernel(
 
 
 def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-                  b2: torch.Tensor, threshold: float, w_nu: Optional[torch.Tensor] = None,
+                  b2: torch.Tensor, margin_bound: float, w_nu: Optional[torch.Tensor] = None,
                   b_nu: Optional[torch.Tensor] = None, tau0: float = 0.0, *,
                   block_n: int = BLOCK_N, block_k: int = BLOCK_K, num_warps: int = 4,
                   precision: str = PRECISION
@@ -95,7 +101,8 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     """Launch the fused exit head; inputs are trusted (``backends/triton.py`` validates them).
 
     ``h [n, k]``, ``w1 [H, k]``, ``b1 [H]``, ``w2 [2, H]``, ``b2 [2]``, optional ``w_nu [k]`` and
-    ``b_nu [1]``, all float32 on one device.
+    ``b_nu [1]``, all float32 on one device; ``margin_bound`` a float32-representable float
+    (``exit = l_1 - l_0 >= margin_bound``).
     Returns ``(p_exit [n], exit [n] bool, step [n] or None)``.
     """
     n, k = h.shape
@@ -115,7 +122,7 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
         p_exit, flag, step if has_nu else p_exit,
         n, k, hidden, h.stride(0), h.stride(1), w1.stride(0), w1.stride(1), w2.stride(0),
         w2.stride(1), wn.stride(0),
-        float(threshold), float(tau0),
+        float(margin_bound), float(tau0),
         BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_H=BLOCK_H, HAS_NU=has_nu, PRECISION=precision,
         num_warps=num_warps,
     )

@@ -104,16 +104,30 @@ def cmd_compare(args):
 
 
 def cmd_predict(args):
+    """Scores every pair of the file, streaming: the file is read ``--batch-size`` lines at a
+    time (twice: the endpoints first, then the scores) and the scores are written as they come,
+    so memory is bounded by the graph and the batch, not by the file."""
     from .checkpoint import load
-    from .engine import predict
-    from .graph import read_pair_file
+    from .engine import PAIR_CHUNK, EngineStats, predict_chunks
+    from .pairs_io import iter_pair_chunks
     pred = load(args.checkpoint)
-    pairs = read_pair_file(args.pairs)
-    scores, st = predict(pred, pairs, threshold=args.threshold, backend=args.backend, return_stats=True)
-    for (u, v), s in zip(pairs.tolist(), scores.tolist()):
-        print(f"{u}\t{v}\t{s:.6f}")
+    st = EngineStats(backend=args.backend, threshold=args.threshold)
+    batch = args.batch_size or PAIR_CHUNK
+    parts = predict_chunks(pred, lambda: iter_pair_chunks(args.pairs, batch), threshold=args.threshold,
+                           backend=args.backend, stats=st)
+    for pairs, scores in parts:
+        sys.stdout.write("".join(f"{u}\t{v}\t{s:.6f}\n" for (u, v), s in zip(pairs.tolist(), scores.tolist())))
     print(f"# engine {st.backend}: {st.flops:.3g} MACs vs dense {st.flops_dense:.3g}; "
           f"gnn {st.time_gnn * 1e3:.1f} ms, decoder {st.time_decoder * 1e3:.1f} ms", file=sys.stderr)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of a count option: a whole number >= 1."""
+    from .validation import check_count
+    try:
+        return check_count(int(text), "value", minimum=1)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
 
 
 def cmd_heart_negatives(args):
@@ -191,6 +205,7 @@ def build_random_like(model):
 
 
 def main(argv=None):
+    from .backends import BackendUnavailable
     parser = argparse.ArgumentParser(prog="linkexit-fast", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("demo", help="train on the synthetic default, then predict and time the engine")
@@ -218,9 +233,11 @@ def main(argv=None):
     p.set_defaults(fn=cmd_compare)
     p = sub.add_parser("predict", help="score node pairs from a file with a saved predictor")
     p.add_argument("checkpoint")
-    p.add_argument("pairs", help="text file of 'u v' lines")
+    p.add_argument("pairs", help="text file of 'u v' lines (read twice, so not a pipe)")
     p.add_argument("--threshold", type=float, default=0.9)
     p.add_argument("--backend", default="auto")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="pairs read and scored at a time (bounds the memory; default engine.PAIR_CHUNK)")
     p.set_defaults(fn=cmd_predict)
     p = sub.add_parser("pareto", help="measured Pareto frontier: test MRR vs wall-clock and FLOPs")
     p.add_argument("--dataset", default="synthetic:5000")
@@ -250,7 +267,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, FileNotFoundError, TypeError, BackendUnavailable) as e:
         parser.exit(2, f"linkexit-fast {args.cmd}: error: {e}\n")
 
 

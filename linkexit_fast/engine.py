@@ -14,26 +14,28 @@ predictor), within float32 summation-order noise. What the engine skips:
    each active neighbour's aggregate is added once into a cache and their edges leave the CSR.
 4. **Sparse input features.** Bag-of-words features are multiplied as a sparse matrix, and only
    over the rows in scope.
-5. **Streaming pair scoring.** A pair is resolved as soon as both endpoints have exited (their
-   states never change again) and scored in the next batch of ``STREAM_MIN_PAIRS``, or at the
-   end; the layer loop stops when every pair is resolved.
+5. **Pair scoring in chunks.** The layer loop runs once, for the set of all endpoints (it stops
+   when every endpoint has exited: then every pair is resolved), and the pairs are then scored
+   ``PAIR_CHUNK`` at a time into the preallocated output: memory beyond the output is bounded by
+   the graph's size, never by the number of pairs.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .backends import get_backend
+from .backends import check_backend_name, get_backend
 from .graph import Graph, entry_rows, quiet_sparse
 from .models import SPARSE_FEATURE_DENSITY, EarlyExitLinkPredictor
-from .validation import check_pairs
+from .validation import check_count, check_pairs, check_threshold
 
-__all__ = ["predict", "EngineStats", "csr_gather", "hop_distance"]
+__all__ = ["predict", "predict_chunks", "EngineStats", "csr_gather", "hop_distance", "PAIR_CHUNK"]
 
 UNREACHED = 1 << 30
 # Bytes per [rows, m] temporary of a chunked layer update on a CPU (see _Run._update). Below
@@ -51,11 +53,11 @@ SPARSE_FRONTIER = 1 / 64
 # benchmark machine, about 300 MACs of aggregation there. On ogbl-ddi (L = 3) a rebuild that
 # spared 15 % of one layer's edges cost 91 ms against the 10 ms it saved.
 CACHE_EDGE_COST = 300
-# Pairs resolved early are scored in batches of at least this many (the rest at the end): a
-# scorer call is about ten launches of host time whatever its size. On ogbl-ddi's full evaluation
-# 11,078 pairs resolve at layer 1 and 218,010 at the end; on an H100, where that call is host-bound,
-# the early scorer call took 1.2 ms of host time (profiled) against 2.8 ms for the late one.
-STREAM_MIN_PAIRS = 65536
+# Pairs scored per chunk (predict's default batch_size): bounds the per-chunk index and logit
+# temporaries (~40 bytes a pair, 10 MB) whatever the number of pairs. The scoring ops split a chunk
+# further for their [rows, m] intermediates; a scorer call is about ten launches of host time
+# whatever its size, so on a GPU a chunk this large keeps that cost negligible.
+PAIR_CHUNK = 1 << 18
 # A scope walk (hop_distance) costs tens of launches and a few syncs, and pays only where it leaves
 # rows out. It is skipped when its sources, at the scope CSR's mean degree, would cover the rows
 # this many times over within the hops that matter (see _walk_pays). On ogbl-ddi's full evaluation
@@ -275,27 +277,18 @@ def paper_flops(model: EarlyExitLinkPredictor, active_nodes: List[int], active_e
 class _Run:
     """State of one engine pass over a (possibly compacted) graph."""
 
-    def __init__(self, model: EarlyExitLinkPredictor, graph: Graph, pairs: torch.Tensor,
+    def __init__(self, model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor,
                  threshold: float, ops: ModuleType, stats: EngineStats):
+        """``ends``: the pairs' endpoints, sorted unique global node ids. The layer loop depends on
+        the pairs only through this set: an endpoint not yet exited keeps every pair it is in open,
+        so the endpoints still needed are exactly those not exited."""
         self.model, self.ops, self.stats, self.threshold = model, ops, stats, threshold
         c = self.c = model.config
         self.L, self.m = c.layers, c.hidden
         self.exits = c.exit != "none"
         self.freeze = self.exits and c.semantics == "freeze"
         self.sample = model.eval_mode == "sample"
-        # Endpoints and each pair's slots among them: by sorting for few pairs, else by marking
-        # (O(N + P), no sort of the 2P ids).
         n_glob = graph.num_nodes
-        if pairs.numel() < SPARSE_FRONTIER * n_glob:
-            ends, inverse = torch.unique(pairs, return_inverse=True)
-            self.slots = inverse
-        else:
-            mark = torch.zeros(n_glob, dtype=torch.bool, device=pairs.device)
-            mark.scatter_(0, pairs.flatten(), True)
-            ends = mark.nonzero().squeeze(1)
-            slot_of = torch.empty(n_glob, dtype=torch.int64, device=pairs.device)
-            slot_of.scatter_(0, ends, torch.arange(ends.numel(), device=pairs.device))
-            self.slots = _at(slot_of, pairs)
         # Scope: everything within L hops of an endpoint; compact when that is a small part.
         dev = self.dev = graph.rowptr.device
         if not _walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
@@ -482,51 +475,33 @@ class _Run:
         return out, _at(deg, upd).sum()
 
     # -------------------------------------------------------------- the layer loop
-    def run(self) -> Tuple[torch.Tensor, torch.Tensor]:
+    def run(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The layer loop, until every endpoint has exited or the layers run out.
+
+        Returns ``(z, rows, layer)``: the output states ``z [*, m]``, the row of ``z`` of each
+        endpoint (``rows [E]``, in the order of ``ends``) and the exit layer of each row of ``z``
+        (``L``: never exited). Pairs are scored from these afterwards, in chunks (:func:`_score`).
+        Appends one ``st.pairs_resolved`` entry per layer that ran, filled in by the scoring.
+        """
         model, c, ops, st = self.model, self.c, self.ops, self.stats
         L, m, n = self.L, self.m, self.n
         dev = self.dev
         k = _layer_k(model)
-        P = self.slots.shape[0]
         exited = torch.zeros(n, dtype=torch.bool, device=dev)
         exit_layer = torch.full((n,), L, dtype=torch.int64, device=dev)
         ready = torch.zeros(n, device=dev)
-        # A pair is keyed by its endpoints' rows of h, except under readout: there exited nodes
-        # keep updating, so their output states are copied into zsel and pairs key into that.
-        # Under freeze an exited state never changes and h itself is the output.
+        # Pairs read their endpoints' rows of h, except under readout: there exited nodes keep
+        # updating, so their output states are copied into zsel, one row per endpoint. Under
+        # freeze an exited state never changes and h itself is the output.
         readout = self.exits and not self.freeze
         if readout:
             zsel = torch.empty(self.ends.numel(), m, device=dev)
             end_pos = torch.full((n,), -1, dtype=torch.int64, device=dev)
             end_pos.scatter_(0, self.ends, torch.arange(self.ends.numel(), device=dev))
-            open_keys = self.slots
-        else:
-            open_keys = _at(self.ends, self.slots)
-        open_pairs = torch.arange(P, device=dev)  # unresolved pairs; shrinks as pairs resolve
-        logits = torch.empty(P, device=dev)
-        w_pred = [lin.weight for lin in model.predictor.lins]
-        b_pred = [lin.bias for lin in model.predictor.lins]
+        open_ends = self.ends  # endpoints not yet exited (local ids, sorted); shrinks as they exit
         dist = self.dist
         sources_at_bfs, n_exited, exited_at_rebuild = self.ends.numel(), 0, 0
         edge_counts: List[torch.Tensor] = []  # per layer that ran, on the device
-
-        pending: List[Tuple[torch.Tensor, torch.Tensor]] = []  # resolved, not yet scored
-
-        def resolve(idx: torch.Tensor, keys: torch.Tensor, z: torch.Tensor, last: bool = False) -> None:
-            """Record pairs ``idx`` as resolved; score what is pending once it reaches
-            ``STREAM_MIN_PAIRS`` pairs, and at the ``last`` call. Their states stay valid meanwhile:
-            exited rows of ``h`` (freeze) and rows of ``zsel`` (readout) are never written again."""
-            st.pairs_resolved[-1] += idx.numel()
-            if idx.numel():
-                pending.append((idx, keys))
-            count = sum(i.numel() for i, _ in pending)
-            if count and (last or count >= STREAM_MIN_PAIRS):
-                t0 = time.perf_counter()
-                idx, keys = (torch.cat(part) for part in zip(*pending)) if len(pending) > 1 else pending[0]
-                logits[idx] = ops.score_pairs(z, keys[:, 0], keys[:, 1], w_pred, b_pred)
-                pending.clear()
-                st.time_decoder += time.perf_counter() - t0
-                st.flops_decoder += count * model.predictor.flops_per_pair()
 
         h = self._input()
         for l in range(L):
@@ -575,41 +550,21 @@ class _Run:
                     zsel[pos[pos_ok]] = _at(h, new[pos_ok])
                     exited.scatter_(0, new, True)
                     exit_layer.scatter_(0, new, l)
-                ex_key = exited[self.ends] if readout else exited
-                done = _at(ex_key, open_keys).all(1)
-                # Endpoints still needed: not exited, in a pair still open. A GPU marks them before
-                # compaction, to read all counts in one transfer; the CPU after it, from the open
-                # pairs alone (ogbl-ddi: 0.6 against 2.3 ms a layer).
-                need = None
-                if _sync_free(done):
-                    need = _any_at(ex_key.numel(), open_keys, ~done[:, None].expand(-1, 2)) & ~ex_key
-                    n_new, n_done, n_src = _host(new_mask.sum(), done.sum(), need.sum())
-                else:
-                    n_new, n_done = _host(new_mask.sum(), done.sum())
+                still = ~_at(exited, open_ends)
+                n_new, n_src = _host(new_mask.sum(), still.sum())  # one transfer for both counts
                 n_exited += n_new
                 if self.freeze:
                     upd = _at(rows, _nonzero(~flag, rows.numel() - n_new))
-                if n_done == open_pairs.numel():  # every pair resolved: stop here
-                    resolve(open_pairs, open_keys, zsel if readout else h, last=True)
+                if n_src == 0:  # every endpoint exited, so every pair is resolved: stop here
                     st.nodes_decided.append(decided)
                     break
-                idx = _nonzero(done, n_done)
-                resolve(_at(open_pairs, idx), _at(open_keys, idx), zsel if readout else h)
-                live = _nonzero(~done, open_pairs.numel() - n_done)
-                open_pairs, open_keys = _at(open_pairs, live), _at(open_keys, live)
-                if need is None:
-                    need = torch.zeros(ex_key.numel(), dtype=torch.bool, device=dev)
-                    need.scatter_(0, open_keys.flatten(), True)
-                    need &= ~ex_key
-                    n_src = int(need.sum())
+                open_ends = _at(open_ends, _nonzero(still, n_src))
                 # Lazy re-scoping: only when the set of endpoints still needed shrank enough, and
                 # the walk may leave rows out (else the current distances, from a superset of
                 # these sources, stay: a superset of the rows needed).
                 if (n_src <= 0.5 * sources_at_bfs or (self.freeze and n_exited > 1.1 * exited_at_rebuild + 0.05 * n)) \
                         and _walk_pays(n_src, bound, n, self.col.numel()):
-                    sources = _nonzero(need, n_src)
-                    if readout:
-                        sources = _at(self.ends, sources)
+                    sources = open_ends
                     # The scope CSR is the graph's own (symmetric) unless it was compacted.
                     dist = hop_distance(self.rowptr, self.col, sources, bound,
                                         ~exited if self.freeze else None, self._row, self.nodes is None)
@@ -637,16 +592,16 @@ class _Run:
                 h = new_h
             else:
                 h.index_copy_(0, upd, new_h)
-        else:  # the layers ran out with pairs still open: their endpoints' final states
+        else:  # the layers ran out with endpoints still open: their final states
             if readout:
                 rest = self.ends[~exited[self.ends]]
                 zsel[_at(end_pos, rest)] = _at(h, rest)
-            resolve(open_pairs, open_keys, zsel if readout else h, last=True)
         if edge_counts:
             st.edges_aggregated += _host(*edge_counts)
             st.flops_gnn += sum(st.edges_aggregated[-len(edge_counts):]) * m
-        end_layers = _at(_at(exit_layer, self.ends), self.slots)
-        return logits, end_layers
+        if readout:
+            return zsel, torch.arange(self.ends.numel(), device=dev), _at(exit_layer, self.ends)
+        return h, self.ends, exit_layer
 
 
 def _transposed(w: torch.Tensor) -> torch.Tensor:
@@ -696,46 +651,148 @@ def _resolve_inputs(graph, model):
     return graph, model
 
 
+def _endpoints(parts: Iterable[torch.Tensor], n: int, few: bool) -> torch.Tensor:
+    """Sorted unique node ids of the pairs in ``parts``: by sorting when there are ``few`` (one
+    part), else by marking (O(N + P), no sort of the 2P ids, memory O(N) whatever P)."""
+    if few:
+        return torch.unique(next(iter(parts)))
+    mark = None
+    for part in parts:
+        if mark is None:
+            mark = torch.zeros(n, dtype=torch.bool, device=part.device)
+        mark.scatter_(0, part.reshape(-1), True)
+    return torch.empty(0, dtype=torch.int64) if mark is None else mark.nonzero().squeeze(1)
+
+
+def _engine(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, threshold: float,
+            ops: ModuleType, stats: EngineStats):
+    """The GNN stage, once for all endpoints ``ends`` (sorted unique ids): ``(z, key, layer)``
+    where ``key(part)`` maps pairs ``[C, 2]`` of those endpoints to their rows of ``z`` and
+    ``layer`` holds each row's exit layer. Memory is bounded by the number of nodes."""
+    n = graph.num_nodes
+    t0 = time.perf_counter()
+    z, rows, layer = _Run(model, graph, ends, threshold, ops, stats).run()
+    stats.time_gnn += time.perf_counter() - t0
+    if ends.numel() < SPARSE_FRONTIER * n:  # a few endpoints: no O(N) map
+        return z, lambda part: _at(rows, torch.searchsorted(ends, part)), layer
+    row_of = torch.zeros(n, dtype=torch.int64, device=ends.device).scatter_(0, ends, rows)
+    return z, lambda part: _at(row_of, part), layer
+
+
+def _score_chunks(pairs: torch.Tensor, chunk: int, logits_of: Callable[[torch.Tensor], torch.Tensor],
+                  layers_of: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+    """``sigmoid(logits_of(part))`` for each ``part`` of ``chunk`` pairs, written into one ``[P]``
+    output (and ``layers_of(part)`` into one ``[P, 2]``, when given): nothing else grows with P."""
+    out = torch.empty(pairs.shape[0], device=pairs.device)
+    layers = None if layers_of is None else torch.empty(pairs.shape[0], 2, dtype=torch.int64, device=pairs.device)
+    for s in range(0, pairs.shape[0], chunk):
+        part = pairs[s:s + chunk]
+        out[s:s + chunk] = logits_of(part)
+        out[s:s + chunk].sigmoid_()
+        if layers is not None:
+            layers[s:s + chunk] = layers_of(part)
+    return out, layers
+
+
+def _engine_scores(model, ops, z, key, pairs, chunk, stats, layer=None):
+    """Scores ``[P]`` of ``pairs`` from the GNN stage's output, and with ``layer`` their
+    endpoints' exit layers ``[P, 2]``."""
+    t0 = time.perf_counter()
+    weights = [lin.weight for lin in model.predictor.lins]
+    biases = [lin.bias for lin in model.predictor.lins]
+
+    def logits_of(part):
+        keys = key(part)
+        return ops.score_pairs(z, keys[:, 0], keys[:, 1], weights, biases)
+    out = _score_chunks(pairs, chunk, logits_of, None if layer is None else (lambda part: _at(layer, key(part))))
+    stats.time_decoder += time.perf_counter() - t0
+    stats.flops_decoder += float(pairs.shape[0] * model.predictor.flops_per_pair())
+    return out
+
+
+def _resolved_per_layer(layers: torch.Tensor, ran: int, L: int, chunk: int) -> List[int]:
+    """Pairs resolved after each of the ``ran`` layers that ran: a pair resolves at the later
+    of its endpoints' exit layers; pairs still open when the layers ran out count at the last."""
+    counts = torch.zeros(L + 1, dtype=torch.int64, device=layers.device)
+    for s in range(0, layers.shape[0], chunk):
+        counts += torch.bincount(layers[s:s + chunk].amax(1), minlength=L + 1)
+    counts = counts.tolist()
+    return counts[:ran - 1] + [sum(counts[ran - 1:])] if ran else []
+
+
+def _check_args(graph, model, threshold, backend, batch_size):
+    """The arguments of :func:`predict` and :func:`predict_chunks` but the pairs, checked, in
+    the order that reports a bad backend name whatever else is wrong."""
+    check_backend_name(backend)
+    graph, model = _resolve_inputs(graph, model)
+    threshold = check_threshold(threshold)
+    if batch_size is not None:
+        batch_size = check_count(batch_size, "batch_size", minimum=1)
+    return graph, model, threshold, batch_size
+
+
+@contextlib.contextmanager
+def _eval_mode(model: EarlyExitLinkPredictor):
+    was_training = model.training
+    if was_training:  # train() walks every submodule: ~1 ms a call on an 8-layer model
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
 @torch.no_grad()
 def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLinkPredictor] = None,
             backend: str = "auto", batch_size: Optional[int] = None, return_stats: bool = False):
     """Link probabilities ``[P]`` (float32) for ``pairs`` (``[P, 2]`` tensor, array or list).
 
+    The GNN stage runs once, for the set of all endpoints (its memory depends on the number of
+    nodes); the pairs are then scored ``batch_size`` at a time into the preallocated output, so
+    the memory beyond the output and the pairs is bounded whatever P. Pairs already int64 and
+    contiguous are not copied; others are converted once (16 bytes a pair). For pairs that do
+    not fit in memory at all, see :func:`predict_chunks`.
+
     Args:
         graph: a :class:`Graph` (with ``model=``), or the predictor returned by ``linkexit_fast.load``.
-        pairs: node pairs; ids must lie in ``[0, num_nodes)``.
+        pairs: node pairs ``[P, 2]``; integer ids (or integral floats) in ``[0, num_nodes)``.
         threshold: a node exits at the first layer where its EXIT probability is >= threshold,
-            in ``(0, 1]``. Ignored by fixed-depth models.
-        backend: ``"auto"``, ``"reference"`` (dense masked forward), ``"torch"``, ``"cpu"``, ``"triton"``.
-        batch_size: run the engine on chunks of this many pairs (bounded memory for huge pair sets).
-        return_stats: also return an :class:`EngineStats` (adds a reference pass for ``flops_paper``).
+            decided on the logit margin ``l_EXIT - l_CONTINUE >= logit(threshold)`` so that float32
+            saturation cannot exit a node: ``1.0`` never exits. A real number in ``(0, 1]``
+            (Python, numpy or 0-d tensor). Ignored by fixed-depth models.
+        backend: ``"auto"`` (may fall back to ``"torch"``, with one warning), ``"reference"``
+            (dense masked forward), ``"torch"``, ``"cpu"``, ``"triton"``; an explicitly named
+            backend that cannot run here raises a RuntimeError saying why.
+        batch_size: pairs scored per chunk (default ``PAIR_CHUNK``; ``REFERENCE_CHUNK`` for
+            ``"reference"``). It bounds the scoring's memory and does not change the results.
+        return_stats: also return an :class:`EngineStats` (adds a reference pass for
+            ``flops_paper``, and the ``[P, 2]`` exit layers).
+
+    Raises:
+        TypeError / ValueError: a bad argument, named in the message, before anything runs.
+        RuntimeError: ``backend`` names a backend that cannot run here.
     """
-    graph, model = _resolve_inputs(graph, model)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
+    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size)
     pairs = check_pairs(pairs, graph.num_nodes)
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    was_training = model.training
-    if was_training:  # train() walks every submodule: ~1 ms a call on an 8-layer model
-        model.eval()
-    stats = EngineStats(backend=backend, threshold=float(threshold))
-    try:
+    ops = None if backend == "reference" else get_backend(backend, pairs.device)
+    stats = EngineStats(backend=backend, threshold=threshold)
+    with _eval_mode(model):
         if pairs.shape[0] == 0:
             scores, layers = torch.empty(0), torch.empty(0, 2, dtype=torch.int64)
-        elif backend == "reference":
-            scores, layers = _reference(model, graph, pairs, threshold, stats)
+        elif ops is None:
+            scores, layers = _reference(model, graph, pairs, threshold, stats, batch_size or REFERENCE_CHUNK,
+                                        return_stats)
         else:
-            ops = get_backend(backend, pairs.device)
             stats.backend = ops.__name__.rsplit(".", 1)[-1]
-            step = batch_size or pairs.shape[0]
-            t0 = time.perf_counter()
-            parts = [_Run(model, graph, pairs[s:s + step], float(threshold), ops, stats).run()
-                     for s in range(0, pairs.shape[0], step)]
-            # The GNN stage is everything but pair scoring: scope, compaction and the layers.
-            stats.time_gnn = time.perf_counter() - t0 - stats.time_decoder
-            scores = torch.cat([p[0] for p in parts]).sigmoid()
-            layers = torch.cat([p[1] for p in parts])
+            chunk = batch_size or PAIR_CHUNK
+            ends = _endpoints([pairs], graph.num_nodes, few=pairs.numel() < SPARSE_FRONTIER * graph.num_nodes)
+            z, key, layer = _engine(model, graph, ends, threshold, ops, stats)
+            scores, layers = _engine_scores(model, ops, z, key, pairs, chunk, stats,
+                                            layer if return_stats else None)
+            if return_stats:
+                stats.pairs_resolved = _resolved_per_layer(layers, len(stats.pairs_resolved),
+                                                           model.config.layers, chunk)
         if not return_stats:
             return scores
         stats.exit_layer = layers
@@ -745,24 +802,67 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
             res = model(graph, mode=model.eval_mode, threshold=threshold)
             stats.flops_paper = paper_flops(model, res.active_nodes, res.active_edges)
         return scores, stats
-    finally:
-        if was_training:
-            model.train()
+
+
+def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9, *,
+                   model: Optional[EarlyExitLinkPredictor] = None, backend: str = "auto",
+                   batch_size: Optional[int] = None, stats: Optional[EngineStats] = None
+                   ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`predict` over pairs that come in parts: yields ``(pairs, scores)`` for each part,
+    the part checked (``[C, 2]`` int64) and its link probabilities ``[C]``.
+
+    ``chunks()`` must return a fresh iterable of the same ``[C, 2]`` pair arrays each time it is
+    called: it is read twice, first to check every part and collect the endpoints, then to score. So the GNN
+    stage runs once, on the same endpoints as one :func:`predict` call on all the pairs (same
+    states, same exit layers), an error in any part is raised before the first score is
+    yielded, and memory is bounded by the graph and the largest part. Scores equal that one
+    call's up to the scorer's float32 rounding (~1 ulp): a matrix product's summation order
+    depends on how many rows it gets. ``stats`` (optional) is filled in as the scoring proceeds
+    (no ``flops_paper``, no exit layers). Other arguments and errors as in :func:`predict`.
+    """
+    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size)
+    if backend == "reference":  # the dense forward does not depend on the pairs
+        for part in chunks():
+            pairs = check_pairs(part, graph.num_nodes)
+            yield pairs, predict(graph, pairs, threshold, model=model, backend=backend, batch_size=batch_size)
+        return
+    stats = stats if stats is not None else EngineStats(backend=backend, threshold=threshold)
+    stats.threshold = threshold
+    n = graph.num_nodes
+    # Pass 1: every part checked, the endpoints marked.
+    ends = _endpoints((check_pairs(part, n) for part in chunks()), n, few=False)
+    ops = get_backend(backend, ends.device)
+    stats.backend = ops.__name__.rsplit(".", 1)[-1]
+    if ends.numel():
+        # No context spans a yield: the caller's grad mode stays its own between parts.
+        with torch.no_grad(), _eval_mode(model):
+            z, key, _ = _engine(model, graph, ends, threshold, ops, stats)
+    total = 0
+    for part in chunks():  # pass 2: the scores
+        pairs = check_pairs(part, n)
+        total += pairs.shape[0]
+        if pairs.shape[0] == 0:
+            yield pairs, torch.empty(0)
+            continue
+        with torch.no_grad():
+            scores = _engine_scores(model, ops, z, key, pairs, batch_size or PAIR_CHUNK, stats)[0]
+        yield pairs, scores
+    stats.flops_dense_gnn, stats.flops_dense_decoder = dense_flops(model, graph, total)
 
 
 REFERENCE_CHUNK = 65536  # pairs per naive scoring step: bounds the [chunk, m] intermediates
 
 
-def _reference(model, graph, pairs, threshold, stats):
+def _reference(model, graph, pairs, threshold, stats, chunk, want_layers):
     """The dense masked forward (what the paper's code computes), then naive gather-then-MLP."""
     t0 = time.perf_counter()
     res = model(graph, mode=model.eval_mode, threshold=threshold)
     stats.time_gnn = time.perf_counter() - t0
     t0 = time.perf_counter()
-    logits = torch.cat([model.score(res.z, pairs[s:s + REFERENCE_CHUNK])
-                        for s in range(0, pairs.shape[0], REFERENCE_CHUNK)])
+    scores, layers = _score_chunks(pairs, chunk, lambda part: model.score(res.z, part),
+                                   (lambda part: _at(res.exit_layer, part)) if want_layers else None)
     stats.time_decoder = time.perf_counter() - t0
     stats.flops_gnn, stats.flops_decoder = dense_flops(model, graph, pairs.shape[0])
     stats.flops_paper = paper_flops(model, res.active_nodes, res.active_edges)
     stats.nodes_updated = list(res.active_nodes)
-    return logits.sigmoid(), res.exit_layer[pairs]
+    return scores, layers

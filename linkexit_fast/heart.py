@@ -12,7 +12,8 @@ keeps, for each, the ``k / 2`` candidate nodes that the heuristics rank highest:
   candidates ``max + 2``; the ranks are combined by element-wise min (``agg="min"``) or mean;
 * excluded: true edges (the training graph for ``which="valid"``, training + validation positives
   for ``which="test"``), the corrupted node itself and the other endpoint;
-* when fewer than ``k / 2`` candidates score above zero the rest are random zero-score nodes.
+* when fewer than ``k / 2`` candidates score above zero the rest are random zero-score nodes,
+  never a training, validation or test positive.
 
 ``reproduce_heart=True`` (default) follows HeaRT's published generator wherever it departs from
 the textbook definitions, because only then do the negatives match the official files (mean
@@ -48,7 +49,7 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
-from .datasets import LinkSplit
+from .datasets import EdgeSet, LinkSplit
 from .graph import Graph
 from .validation import check_pairs
 
@@ -366,8 +367,11 @@ def generate_negatives(split: LinkSplit, which: str = "valid", k: int = 500, cn:
     parts.append(_Occurrences.of(pairs, excl=len(graphs) - 1, replay=False))
     occ = _Occurrences(parts)
 
+    # The random fill avoids every positive of the split, not only the exclusion graph's.
+    true_edges = EdgeSet(torch.cat([graph.undirected_edges(), valid,
+                                    check_pairs(split.test_pos, n, "split.test_pos")]), n)
     sampler = _Sampler(graph, graphs, occ, out, cn, agg, alpha, eps, half, seed,
-                       reproduce_heart, mutate)
+                       reproduce_heart, mutate, true_edges)
     uniq, counts = torch.unique_consecutive(occ.node, return_counts=True)
     ends = torch.cumsum(counts, 0)
     nb = batch_size or max(1, _BLOCK_ELEMENTS // n)
@@ -395,6 +399,7 @@ class _Sampler:
     seed: int
     heart: bool  # reproduce_heart
     mutate: bool  # HeaRT's in-place feature ranks apply
+    true_edges: EdgeSet  # training edges and valid/test positives: never a random fill
     n: int = field(init=False)
     adj: sp.csr_matrix = field(init=False)
     xn: Optional[np.ndarray] = field(init=False)  # unit-norm feature rows
@@ -492,15 +497,19 @@ class _Sampler:
         """The ``n_scored`` best candidates, then random zero-score candidates up to ``half``.
 
         Zero-score nodes are drawn without replacement while enough exist (HeaRT draws with
-        replacement); if the graph has too few candidates at all, with replacement.
+        replacement); if the graph has too few candidates at all, with replacement. A random
+        candidate is never a true edge of the split (training, validation or test positive).
         """
         best = torch.topk(-combined, n_scored).indices
-        pool = torch.nonzero(zero & ~masked).flatten()
-        if pool.numel() == 0:
-            pool = torch.nonzero(~masked).flatten()
-        if pool.numel() == 0:
+        for allowed in (zero & ~masked, ~masked):
+            pool = torch.nonzero(allowed).flatten()
+            pool = pool[~torch.from_numpy(self.true_edges.contains(np.full(pool.numel(), node),
+                                                                   pool.numpy()))]
+            if pool.numel():
+                break
+        else:
             raise ValueError(f"node {node} has no candidate negatives: every node is excluded "
-                             f"(its neighbours, itself and the other endpoint)")
+                             f"(its neighbours, itself, the other endpoint and its positives)")
         need = self.half - n_scored
         # One generator per (seed, positive, side): the draw does not depend on batching.
         rng = np.random.default_rng([self.seed, slot, side])

@@ -12,13 +12,16 @@ is 1 for ``gcn``, whose :math:`h^0` is the raw input, else 0); a node that never
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import numbers
+import reprlib
+from dataclasses import asdict, dataclass, field, fields
 from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backends.torch_ops import exit_margin_bound
 from .graph import Graph, csr_tensor, quiet_sparse
 
 __all__ = ["ModelConfig", "EarlyExitLinkPredictor", "NormAdj", "ForwardResult", "BACKBONES",
@@ -33,7 +36,15 @@ SPARSE_FEATURE_DENSITY = 0.05  # below this share of non-zeros a sparse X W pays
 
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a model; stored as JSON in checkpoints."""
+    """Everything needed to rebuild a model; stored as JSON in checkpoints.
+
+    Checked on construction, since checkpoints feed it from untrusted JSON: ``in_channels`` is an
+    int >= 0; ``num_nodes``, ``hidden``, ``layers``, ``predictor_layers`` and ``exit_hidden`` are
+    ints >= 1 (``bool`` is not an int here; numpy ints are converted); ``dropout`` is a real in
+    [0, 1]; ``tau0`` and ``sas_step`` are finite reals; ``backbone``, ``exit`` and ``semantics``
+    are one of :data:`BACKBONES`, :data:`EXIT_MODES`, :data:`SEMANTICS`. Anything else raises a
+    ``ValueError`` naming the field.
+    """
 
     in_channels: int  # 0: no features, a learnable embedding per node is the input
     num_nodes: int
@@ -49,20 +60,51 @@ class ModelConfig:
     sas_step: float = 1.0  # fixed step size of SAS without exits
 
     def __post_init__(self):
-        for name, value, allowed in (("backbone", self.backbone, BACKBONES),
-                                     ("exit", self.exit, EXIT_MODES),
-                                     ("semantics", self.semantics, SEMANTICS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if self.layers < 1 or self.hidden < 1 or self.predictor_layers < 1:
-            raise ValueError(f"layers, hidden and predictor_layers must be >= 1, got "
-                             f"{self.layers}, {self.hidden}, {self.predictor_layers}")
-        if self.in_channels < 0 or self.num_nodes < 1:
-            raise ValueError(f"in_channels must be >= 0 and num_nodes >= 1, got {self.in_channels}, "
-                             f"{self.num_nodes}")
+        # A wrong type must not reach torch as a TypeError deep inside a constructor; reprlib keeps
+        # the message short whatever the value (a checkpoint can hold megabytes of JSON).
+        for name, minimum in (("in_channels", 0), ("num_nodes", 1), ("hidden", 1), ("layers", 1),
+                              ("predictor_layers", 1), ("exit_hidden", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+                kind = "a positive int" if minimum else "an int >= 0"
+                raise ValueError(f"config field {name} must be {kind}, got {reprlib.repr(value)}")
+            setattr(self, name, int(value))
+        for name, low, high in (("dropout", 0.0, 1.0), ("tau0", -math.inf, math.inf),
+                                ("sas_step", -math.inf, math.inf)):
+            value = getattr(self, name)
+            try:  # float() of a huge int overflows
+                real = math.nan if isinstance(value, bool) or not isinstance(value, numbers.Real) else float(value)
+            except OverflowError:
+                real = math.nan
+            if not (math.isfinite(real) and low <= real <= high):
+                want = f"a real in [{low}, {high}]" if math.isfinite(low) else "a finite real"
+                raise ValueError(f"config field {name} must be {want}, got {reprlib.repr(value)}")
+            setattr(self, name, real)
+        for name, allowed in (("backbone", BACKBONES), ("exit", EXIT_MODES), ("semantics", SEMANTICS)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"config field {name} must be one of {allowed}, got {reprlib.repr(value)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values) -> "ModelConfig":
+        """The inverse of :meth:`to_dict`: a dict with exactly its keys, each checked as above.
+
+        Raises ``ValueError`` for another type, an unknown key or a missing one (a default filled
+        in silently could give a checkpoint's weights another model).
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"config must be a JSON object, got {type(values).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(names), key=str)
+        if unknown:
+            raise ValueError(f"config has unknown field(s) {reprlib.repr(unknown)}; expected {names}")
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise ValueError(f"config lacks field(s) {missing}")
+        return cls(**values)
 
 
 class _SparseMM(torch.autograd.Function):
@@ -301,10 +343,12 @@ class EarlyExitLinkPredictor(nn.Module):
         ``noise_key`` = (seed, layer, head, node ids) makes ``sample`` mode draw counter-based
         Gumbel noise per node, so the engine reproduces it on any subset of nodes.
         """
-        p_exit = torch.sigmoid(logits[:, EXIT] - logits[:, CONTINUE])
+        margin = logits[:, EXIT] - logits[:, CONTINUE]
+        p_exit = torch.sigmoid(margin)
         if mode == "threshold":
             step = torch.sigmoid((logits[:, CONTINUE] - logits[:, EXIT]) / nu)
-            return (p_exit >= threshold).to(logits.dtype), step, p_exit
+            # On the margin, not p_exit: the float32 sigmoid saturates (see exit_margin_bound).
+            return (margin >= exit_margin_bound(threshold)).to(logits.dtype), step, p_exit
         if noise_key is not None:
             gumbel = gumbel_noise(*noise_key)
         else:
@@ -320,8 +364,10 @@ class EarlyExitLinkPredictor(nn.Module):
         """Reference forward over every node.
 
         ``mode``: ``"gumbel"`` (straight-through Gumbel-Softmax samples; the default in training),
-        ``"threshold"`` (deterministic: exit when softmax(logits)[EXIT] >= threshold; the default in
-        eval) or ``"sample"`` (Gumbel samples without training, seeded by ``generator``).
+        ``"threshold"`` (deterministic: exit when the logit margin ``l_EXIT - l_CONTINUE >=
+        logit(threshold)``, i.e. softmax(logits)[EXIT] >= threshold in exact arithmetic, so
+        ``threshold=1.0`` never exits; the default in eval) or ``"sample"`` (Gumbel samples
+        without training, seeded by ``generator``). ``threshold`` must be in (0, 1] (``ValueError``).
         """
         c = self.config
         mode = mode or ("gumbel" if self.training else self.eval_mode)

@@ -10,17 +10,20 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .datasets import LinkSplit
+from .datasets import EdgeSet, LinkSplit, sample_negatives
 from .evaluate import evaluate
+from .graph import Graph
 from .models import EarlyExitLinkPredictor, ModelConfig
 
-__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "dataset_defaults", "TrainingDiverged"]
+__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "dataset_defaults", "TrainingDiverged",
+           "negative_sampler"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,6 +73,22 @@ def _selection_metric(metrics: dict) -> float:
     return metrics.get("mrr", metrics.get("hits@20", 0.0))
 
 
+def negative_sampler(graph: Graph, seed: int) -> Callable[[int], torch.Tensor]:
+    """Training negatives: ``sample(count)`` gives int64 ``[count, 2]`` distinct random pairs that
+    are neither self-pairs nor edges of the training ``graph`` (see
+    :func:`~linkexit_fast.datasets.sample_negatives`); successive calls continue one stream
+    seeded by ``seed``.
+
+    Validation and test positives are deliberately not excluded: the loss would then depend on
+    which unseen pairs are edges (they alone would never be pushed towards 0), leaking the
+    held-out labels into training. PyG's link-prediction examples exclude the training edges
+    only, for the same reason.
+    """
+    edges = EdgeSet(graph.undirected_edges(), graph.num_nodes)  # sorted keys, built once per run
+    rng = np.random.default_rng(seed)
+    return lambda count: torch.from_numpy(sample_negatives(edges, count, rng))
+
+
 def train(model: EarlyExitLinkPredictor, split: LinkSplit, cfg: TrainConfig = TrainConfig(),
           progress: bool = True) -> TrainResult:
     """Train in place; on return ``model`` holds the weights with the best validation metric."""
@@ -78,7 +97,7 @@ def train(model: EarlyExitLinkPredictor, split: LinkSplit, cfg: TrainConfig = Tr
     graph = split.graph
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     train_pos = split.train_pos
-    n = graph.num_nodes
+    sample_neg = negative_sampler(graph, cfg.seed)
     best, best_state, best_epoch, bad = -math.inf, None, 0, 0
     history: List[dict] = []
     start = time.time()
@@ -93,7 +112,7 @@ def train(model: EarlyExitLinkPredictor, split: LinkSplit, cfg: TrainConfig = Tr
             batch = train_pos[perm[s:s + cfg.batch_size]]
             step_graph = graph.remove_edges(batch)  # the model never sees the edge it predicts
             res = model(step_graph, generator=gen)
-            neg = torch.randint(0, n, batch.shape, generator=gen)
+            neg = sample_neg(len(batch))
             pos_out, neg_out = model.score(res.z, batch), model.score(res.z, neg)
             loss = (F.binary_cross_entropy_with_logits(pos_out, torch.ones_like(pos_out))
                     + F.binary_cross_entropy_with_logits(neg_out, torch.zeros_like(neg_out)))

@@ -10,9 +10,10 @@ Tolerances (float32):
 * ``exit_decision``: ``p_exit`` rtol 1e-5, atol 2e-6: logits reach ~30 for inputs scaled by
   10, where float32 rounding in a different summation order (~4e-6) moves ``p_exit`` by up to
   a quarter of that. ``step`` rtol 1e-5, atol 2e-5, because ``sigmoid(-diff / nu)`` scales
-  logit differences by up to ``1 / (4 nu) = 2.5`` at the clamp ``nu = 0.1``. ``exit`` must
-  match except where the reference ``p_exit`` lies within 1e-5 of the threshold, where such a
-  difference may flip it.
+  logit differences by up to ``1 / (4 nu) = 2.5`` at the clamp ``nu = 0.1``. ``exit`` (the
+  rule ``l_1 - l_0 >= logit(threshold)``) must match except where the margin ``l_1 - l_0``
+  lies within ``1e-5 * (1 + |l_0| + |l_1|)`` of ``logit(threshold)``, where such a difference
+  may flip it.
 """
 from __future__ import annotations
 
@@ -154,12 +155,15 @@ def test_score_pairs_many_blocks_heart_predictor():
     torch.testing.assert_close(cpu.score_pairs(z, u, v, weights, biases), ref, **SCORE_TOL)
 
 
-def assert_exit_matches(out, ref, threshold):
+def assert_exit_matches(out, ref, h, w1, b1, w2, b2, threshold):
     p, exit, step = out
     p_ref, exit_ref, step_ref = ref
     torch.testing.assert_close(p, p_ref, **P_EXIT_TOL)
     assert exit.dtype == torch.bool
-    decided = (p_ref - threshold).abs() > EXIT_MARGIN
+    logits = torch.relu(h @ w1.T + b1) @ w2.T + b2
+    bound = math.inf if threshold == 1 else math.log(threshold / (1 - threshold))
+    margin = (logits[:, 1] - logits[:, 0]).double()
+    decided = (margin - bound).abs() > EXIT_MARGIN * (1 + logits.abs().sum(1))
     assert torch.equal(exit[decided], exit_ref[decided])
     if step_ref is None:
         assert step is None
@@ -184,7 +188,7 @@ def test_exit_decision_matches_torch(seed, n, k, hidden, threshold, temperature,
 
     out = cpu.exit_decision(h, w1, b1, w2, b2, threshold, w_nu, b_nu, tau0)
     ref = torch_ops.exit_decision(h, w1, b1, w2, b2, threshold, w_nu, b_nu, tau0)
-    assert_exit_matches(out, ref, threshold)
+    assert_exit_matches(out, ref, h, w1, b1, w2, b2, threshold)
 
 
 @pytest.mark.parametrize("temperature", [False, True])
@@ -197,7 +201,8 @@ def test_exit_decision_many_blocks_and_clamp(temperature):
     # tau0 = -3 pushes nu below 0.1 for many rows, exercising the clamp.
     w_nu, b_nu = (torch.randn(k, generator=gen), torch.randn(1, generator=gen)) if temperature else (None, None)
     args = (h, w1, b1, w2, b2, 0.5, w_nu, b_nu, -3.0)
-    assert_exit_matches(cpu.exit_decision(*args), torch_ops.exit_decision(*args), 0.5)
+    assert_exit_matches(cpu.exit_decision(*args), torch_ops.exit_decision(*args),
+                        *args[:6])
 
 
 # ---------------------------------------------------------------------- errors, never crashes

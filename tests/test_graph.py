@@ -41,8 +41,11 @@ def test_all_formats_give_the_same_graph(tmp_path):
     ei = _edges(20, 60, 1)
     ref = Graph.from_edge_index(ei, num_nodes=20)
     n = 20
-    mat = sp.coo_matrix((np.ones(ei.shape[1]), (ei[0].numpy(), ei[1].numpy())), shape=(n, n)).tocsr()
-    coo = torch.sparse_coo_tensor(ei, torch.ones(ei.shape[1]), (n, n))
+    # Valued formats sum repeated positions (a repeated pair would be a weight of 2, refused), so
+    # they get each pair once; the index-only formats below keep the repeats.
+    uniq = torch.unique(ei, dim=1)
+    mat = sp.coo_matrix((np.ones(uniq.shape[1]), (uniq[0].numpy(), uniq[1].numpy())), shape=(n, n)).tocsr()
+    coo = torch.sparse_coo_tensor(uniq, torch.ones(uniq.shape[1]), (n, n))
 
     class FakeData:  # duck-typed PyG Data
         edge_index, num_nodes, x = ei, n, None

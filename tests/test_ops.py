@@ -41,5 +41,5 @@ def test_ops_validate_inputs():
             ops.gcn_aggregate(torch.tensor(bad), col, h)
     with pytest.raises(ValueError, match="u holds an index outside"):
         ops.score_pairs(h, torch.tensor([9]), torch.tensor([0]), [torch.ones(1, 3)], [torch.zeros(1)])
-    with pytest.raises(ValueError, match="threshold must be in"):
+    with pytest.raises(ValueError, match=r"threshold must be a number in \(0, 1\]"):
         ops.exit_decision(h, torch.ones(4, 3), torch.zeros(4), torch.ones(2, 4), torch.zeros(2), 0.0)

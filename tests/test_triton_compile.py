@@ -60,7 +60,7 @@ SCRIPT = textwrap.dedent('''
             dict(h_ptr="fp32", w1_ptr="fp32", b1_ptr="fp32", w2_ptr="fp32", b2_ptr="fp32",
                  w_nu_ptr="fp32", b_nu_ptr="fp32", p_ptr="fp32", flag_ptr="i8", step_ptr="fp32"),
             {**i32("n", "k", "hidden", "stride_hn", "stride_hk", "stride_w1h", "stride_w1k",
-                   "stride_w2o", "stride_w2h", "stride_wnu"), "threshold": "fp32", "tau0": "fp32"},
+                   "stride_w2o", "stride_w2h", "stride_wnu"), "margin_bound": "fp32", "tau0": "fp32"},
             const), const, 4))
     for gather, hidden in ((True, True), (True, False), (False, False)):
         const = dict(GATHER=gather, HAS_HIDDEN=hidden, BLOCK_P=score.BLOCK_P, BLOCK_K=256,

@@ -9,12 +9,12 @@ namespace ops {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision(
     const at::Tensor& h, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-    const at::Tensor& b2, double threshold, const std::optional<at::Tensor>& w_nu,
+    const at::Tensor& b2, double margin_bound, const std::optional<at::Tensor>& w_nu,
     const std::optional<at::Tensor>& b_nu, double tau0) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("linkexit_fast::exit_decision", "")
                        .typed<decltype(exit_decision)>();
-  return op.call(h, w1, b1, w2, b2, threshold, w_nu, b_nu, tau0);
+  return op.call(h, w1, b1, w2, b2, margin_bound, w_nu, b_nu, tau0);
 }
 
 void check_exit_decision_args(const at::Tensor& h, const at::Tensor& w1, const at::Tensor& b1,
@@ -47,7 +47,7 @@ void check_exit_decision_args(const at::Tensor& h, const at::Tensor& w1, const a
 
 TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
   m.def(
-      "exit_decision(Tensor h, Tensor w1, Tensor b1, Tensor w2, Tensor b2, float threshold, "
+      "exit_decision(Tensor h, Tensor w1, Tensor b1, Tensor w2, Tensor b2, float margin_bound, "
       "Tensor? w_nu=None, Tensor? b_nu=None, float tau0=0.0) -> (Tensor, Tensor, Tensor)");
 }
 

@@ -10,7 +10,10 @@ namespace ops {
 
 // Deterministic exit rule (see linkexit_fast/backends/torch_ops.py): with the confidence MLP
 // logits l = relu(h w1^T + b1) w2^T + b2 over {CONTINUE, EXIT},
-//   p_exit = sigmoid(l_1 - l_0),  exit = p_exit >= threshold,
+//   exit = l_1 - l_0 >= margin_bound,  p_exit = sigmoid(l_1 - l_0),
+// decided on the float32 margin because the float32 sigmoid saturates. margin_bound is
+// logit(threshold) rounded up to a float32 (+inf for threshold 1: no exits), computed by the
+// caller (torch_ops.exit_margin_bound) so every backend compares with the same value;
 // and with the temperature head (w_nu [k], b_nu [1]) the SAS step size
 //   step = sigmoid((l_0 - l_1) / nu),  nu = max(softplus(h w_nu + b_nu) + tau0, 0.1).
 // h [n, k], w1 [hidden, k], b1 [hidden], w2 [2, hidden], b2 [2], all float32.
@@ -18,7 +21,7 @@ namespace ops {
 // the temperature head).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision(
     const at::Tensor& h, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-    const at::Tensor& b2, double threshold, const std::optional<at::Tensor>& w_nu,
+    const at::Tensor& b2, double margin_bound, const std::optional<at::Tensor>& w_nu,
     const std::optional<at::Tensor>& b_nu, double tau0);
 
 // Shape and dtype checks; every kernel calls them first (Python reaches the kernel through

@@ -7,18 +7,20 @@
 * ``triton``: the engine on the Triton kernels in ``kernels/`` (CUDA, or ``TRITON_INTERPRET=1``).
 
 ``auto`` picks ``triton`` for CUDA tensors when Triton imports, else ``cpu`` when the extension is
-available, else ``torch``. A missing fast path falls back with one warning.
+available, else ``torch``; a missing fast path costs one warning. A backend named explicitly that
+cannot run here is an error that says why: a silent substitute would mislead a benchmark.
 """
 from __future__ import annotations
 
 import importlib
 import warnings
 from types import ModuleType
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
-__all__ = ["get_backend", "available_backends", "BACKENDS", "register_backend"]
+__all__ = ["get_backend", "check_backend_name", "BackendUnavailable", "available_backends", "BACKENDS",
+           "register_backend"]
 
 BACKENDS: Dict[str, str] = {
     "torch": "linkexit_fast.backends.torch_ops",
@@ -26,7 +28,11 @@ BACKENDS: Dict[str, str] = {
     "triton": "linkexit_fast.backends.triton",
 }
 _warned: set = set()
-_probed: Dict[str, bool] = {}
+_probed: Dict[str, Optional[str]] = {}  # name -> None when it runs here, else why it does not
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend named explicitly cannot run here (the message says why)."""
 
 
 def register_backend(name: str, module: str) -> None:
@@ -35,14 +41,31 @@ def register_backend(name: str, module: str) -> None:
     _probed.pop(name, None)
 
 
-def _available(name: str) -> bool:
+def _why_unavailable(name: str) -> Optional[str]:
+    """``None`` when backend ``name`` can run here, else the reason (probed once)."""
     if name not in _probed:
         try:
             mod = importlib.import_module(BACKENDS[name])
-            _probed[name] = bool(getattr(mod, "available", lambda: True)())
-        except Exception:  # an optional dependency (triton, a compiler) is missing or broken
-            _probed[name] = False
+            ok = bool(getattr(mod, "available", lambda: True)())
+        except Exception as e:  # an optional dependency (triton, a compiler) is missing or broken
+            _probed[name] = f"{type(e).__name__}: {e}"
+        else:
+            _probed[name] = None if ok else _reason(mod)
     return _probed[name]
+
+
+def _reason(mod: ModuleType) -> str:
+    """Why ``mod.available()`` said no: the C++ backend keeps its build error (``_load_error``);
+    otherwise the first line of ``available``'s docstring, which states what it requires."""
+    load_error = getattr(mod, "_load_error", None)
+    if load_error is not None and load_error():
+        return load_error()
+    doc = (mod.available.__doc__ or "").strip().split("\n")[0]
+    return f"{mod.__name__}.available() is False; it requires: {doc}"
+
+
+def _available(name: str) -> bool:
+    return _why_unavailable(name) is None
 
 
 def available_backends() -> list:
@@ -55,18 +78,40 @@ def _warn_once(msg: str) -> None:
         warnings.warn(msg, stacklevel=3)
 
 
-def get_backend(name: str = "auto", device: torch.device = torch.device("cpu")) -> ModuleType:
-    """The op module for ``name``; falls back (with one warning) when it is unavailable."""
-    if name == "auto":
-        if device.type == "cuda" and _available("triton"):
-            name = "triton"
-        elif device.type == "cpu" and _available("cpu"):
-            name = "cpu"
-        else:
-            name = "torch"
-    if name not in BACKENDS:
+def check_backend_name(name) -> str:
+    """``name`` if it names a backend (``auto``, ``reference`` or a registered one).
+
+    Raises:
+        TypeError: not a string. ValueError: an unknown name.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string, got {type(name).__name__} {name!r}")
+    if name not in ("auto", "reference", *BACKENDS):
         raise ValueError(f"unknown backend {name!r}; choose from {['auto', 'reference', *BACKENDS]}")
-    if not _available(name):
-        _warn_once(f"backend {name!r} is not available here; falling back to the 'torch' backend")
-        name = "torch"
+    return name
+
+
+def get_backend(name: str = "auto", device: torch.device = torch.device("cpu")) -> ModuleType:
+    """The op module for ``name``.
+
+    ``auto`` takes the fastest backend for ``device`` that runs here, warning once when that is
+    not the fast path (triton on CUDA, cpu on the CPU).
+
+    Raises:
+        TypeError / ValueError: ``name`` is not a backend name (``reference`` has no op module).
+        BackendUnavailable (a RuntimeError): the backend named cannot run here; the message
+            gives the probe's reason.
+    """
+    if check_backend_name(name) == "reference":
+        raise ValueError("backend 'reference' is the dense forward of predict(), not an op set")
+    if name == "auto":
+        name = "triton" if device.type == "cuda" else "cpu" if device.type == "cpu" else "torch"
+        why = _why_unavailable(name)
+        if why is not None:
+            _warn_once(f"backend {name!r} is not available here ({why}); 'auto' uses the slower 'torch' backend")
+            name = "torch"
+    else:
+        why = _why_unavailable(name)
+        if why is not None:
+            raise BackendUnavailable(f"backend {name!r} was requested but cannot run here: {why}")
     return importlib.import_module(BACKENDS[name])

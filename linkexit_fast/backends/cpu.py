@@ -42,6 +42,11 @@ def _build() -> Optional[str]:
     missing = [op for op in _OPS if not hasattr(torch.ops.linkexit_fast, op)]
     if missing:
         return f"the loaded extension lacks {missing}: rebuild it from {CSRC}"
+    # exit_decision's 6th argument used to be the threshold itself: an extension built from
+    # older sources would compare p_exit with the margin bound, silently.
+    schema = torch.ops.linkexit_fast.exit_decision.default._schema
+    if schema.arguments[5].name != "margin_bound":
+        return f"the loaded extension predates exit_decision(margin_bound): rebuild it from {CSRC}"
     return None
 
 
@@ -111,7 +116,9 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     r"""Deterministic exit rule on rows ``h [n, k]`` with the 2-layer confidence MLP
     ``w1 [hidden, k]``, ``b1 [hidden]``, ``w2 [2, hidden]``, ``b2 [2]``.
 
-    ``p_exit = sigmoid(l_1 - l_0)``; ``exit = p_exit >= threshold``. With the temperature head
+    ``exit = l_1 - l_0 >= logit(threshold)`` (:func:`torch_ops.exit_margin_bound`, computed here
+    and handed to the C++ op; ``threshold = 1.0`` never exits), ``p_exit = sigmoid(l_1 - l_0)``.
+    With the temperature head
     (``w_nu [k]``, ``b_nu [1]``) also the SAS step size ``sigmoid((l_0 - l_1) / nu)`` with
     :math:`\nu = \max(\mathrm{softplus}(h w_\nu + b_\nu) + \tau_0, 0.1)` (Eq. 7).
     Returns ``(p_exit [n], exit [n] bool, step [n] or None)``.
@@ -119,8 +126,8 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     if _fall_back():
         return torch_ops.exit_decision(h, w1, b1, w2, b2, threshold, w_nu, b_nu, tau0)
     p_exit, exit, step = torch.ops.linkexit_fast.exit_decision(
-        _real(h), _real(w1), _real(b1), _real(w2), _real(b2), float(threshold), _opt_real(w_nu),
-        _opt_real(b_nu), float(tau0))
+        _real(h), _real(w1), _real(b1), _real(w2), _real(b2), torch_ops.exit_margin_bound(threshold),
+        _opt_real(w_nu), _opt_real(b_nu), float(tau0))
     return p_exit, exit, (step if w_nu is not None else None)
 
 

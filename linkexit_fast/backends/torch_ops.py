@@ -4,11 +4,14 @@ All three work on a *row subset* so the engine only pays for the rows it still n
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from ..graph import csr_tensor
+from ..validation import check_threshold
 
 
 def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
@@ -63,18 +66,43 @@ def exit_logits(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.T
     return torch.relu(h @ w1.T + b1) @ w2.T + b2
 
 
+def exit_margin_bound(threshold: float) -> float:
+    r"""The bound on the logit margin that ``threshold`` sets: a node exits iff ``l_1 - l_0 >= bound``.
+
+    ``bound = logit(threshold) = log(threshold / (1 - threshold))``: the rule
+    ``sigmoid(l_1 - l_0) >= threshold`` without the float32 sigmoid, which saturates (1.0 from a
+    margin of about 17, so ``threshold = 1.0`` used to exit nodes). ``threshold = 1.0`` gives
+    ``+inf``: no node exits. Computed in float64, then rounded *up* to a float32, so that for a
+    float32 margin ``m``, ``m >= bound`` holds exactly when ``m >= logit(threshold)`` does; every
+    backend then compares the same float32 margin with the same float32 bound, which any cast to
+    float32 keeps unchanged. Raises ``TypeError`` for a non-number, ``ValueError`` unless
+    ``0 < threshold <= 1``.
+    """
+    threshold = check_threshold(threshold)
+    if threshold == 1:
+        return math.inf
+    exact = math.log(threshold) - math.log1p(-threshold)
+    bound = np.float32(exact)  # round to nearest, which may land below
+    if float(bound) < exact:  # compared in float64 (numpy would compare in float32)
+        bound = np.nextafter(bound, np.float32(np.inf))
+    return float(bound)
+
+
 def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
                   b2: torch.Tensor, threshold: float, w_nu: Optional[torch.Tensor] = None,
                   b_nu: Optional[torch.Tensor] = None, tau0: float = 0.0
                   ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     r"""Deterministic exit rule on rows ``h [n, k]``.
 
-    ``p_exit = softmax(logits)[EXIT] = sigmoid(l_1 - l_0)``; ``exit = p_exit >= threshold``.
+    ``exit = l_1 - l_0 >= logit(threshold)`` on the logit margin (see :func:`exit_margin_bound`;
+    ``threshold = 1.0`` never exits), ``p_exit = softmax(logits)[EXIT] = sigmoid(l_1 - l_0)`` for
+    reporting. Raises ``ValueError`` unless ``0 < threshold <= 1``, before any work.
     With the temperature head (``w_nu [k]``, ``b_nu [1]``), also returns the noise-free CONTINUE
     probability ``softmax(logits / nu)[CONTINUE] = sigmoid((l_0 - l_1) / nu)`` with
     :math:`\nu = \max(\mathrm{softplus}(h w_\nu + b_\nu) + \tau_0, 0.1)` (Eq. 7), used as SAS step size.
     Returns ``(p_exit [n], exit [n] bool, step [n] or None)``.
     """
+    bound = exit_margin_bound(threshold)
     logits = exit_logits(h, w1, b1, w2, b2)
     diff = logits[:, 1] - logits[:, 0]
     p_exit = torch.sigmoid(diff)
@@ -82,7 +110,7 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     if w_nu is not None:
         nu = torch.clamp(torch.nn.functional.softplus(h @ w_nu + b_nu) + tau0, min=0.1)
         step = torch.sigmoid(-diff / nu)
-    return p_exit, p_exit >= threshold, step
+    return p_exit, diff >= bound, step
 
 
 def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequence[torch.Tensor],

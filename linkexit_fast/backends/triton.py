@@ -21,6 +21,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from . import torch_ops
+
 __all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs"]
 
 
@@ -122,11 +124,13 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
                   b2: torch.Tensor, threshold: float, w_nu: Optional[torch.Tensor] = None,
                   b_nu: Optional[torch.Tensor] = None, tau0: float = 0.0
                   ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """Deterministic exit rule on rows ``h [n, k]``; see :func:`torch_ops.exit_decision`.
+    """Deterministic exit rule on rows ``h [n, k]``; see :func:`torch_ops.exit_decision`
+    (``exit = l_1 - l_0 >= logit(threshold)``; ``threshold = 1.0`` never exits).
 
     Returns ``(p_exit [n], exit [n] bool, step [n] or None)``; ``step`` needs both ``w_nu [k]``
     and ``b_nu [1]``.
     """
+    bound = torch_ops.exit_margin_bound(threshold)
     device = _check_features(h, "h")
     k = h.shape[1]
     _check(w1, "w1", torch.float32, (None, k), device)
@@ -141,7 +145,7 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     if w_nu is not None:
         _check(w_nu, "w_nu", torch.float32, (k,), device)
         _check(b_nu, "b_nu", torch.float32, (1,), device)
-    return _kernels("exit_head").exit_decision(h, w1, b1, w2, b2, threshold, w_nu, b_nu, tau0)
+    return _kernels("exit_head").exit_decision(h, w1, b1, w2, b2, bound, w_nu, b_nu, tau0)
 
 
 def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequence[torch.Tensor],

@@ -28,7 +28,7 @@ struct EpilogueArgs {
   const float* b1;  // [hidden]
   const float* w2;  // [2, hidden]
   const float* b2;  // [2]
-  float b_nu, threshold, tau0;
+  float b_nu, margin_bound, tau0;
   bool temperature;
   float* p_exit;
   bool* exit;
@@ -55,9 +55,8 @@ void exit_epilogue(const EpilogueArgs& a, int64_t i_begin, int64_t i_end) {
       l_exit += r * w_exit[j];
     }
     const float diff = (l_exit + a.b2[1]) - (l_continue + a.b2[0]);
-    const float p = sigmoid(diff);
-    a.p_exit[i] = p;
-    a.exit[i] = p >= a.threshold;
+    a.p_exit[i] = sigmoid(diff);
+    a.exit[i] = diff >= a.margin_bound;  // NaN never exits
     if (a.temperature) {
       const float nu = softplus(pre[a.hidden] + a.b_nu) + a.tau0;
       a.step[i] = sigmoid(-diff / (nu < 0.1f ? 0.1f : nu));  // NaN passes, like torch.clamp
@@ -67,7 +66,7 @@ void exit_epilogue(const EpilogueArgs& a, int64_t i_begin, int64_t i_end) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_kernel(
     const at::Tensor& h, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-    const at::Tensor& b2, double threshold, const std::optional<at::Tensor>& w_nu,
+    const at::Tensor& b2, double margin_bound, const std::optional<at::Tensor>& w_nu,
     const std::optional<at::Tensor>& b_nu, double tau0) {
   check_exit_decision_args(h, w1, b1, w2, b2, w_nu, b_nu);
   const bool temperature = w_nu.has_value();
@@ -86,10 +85,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_kernel(
   const int64_t block = std::min(n, kRowBlock);
   at::Tensor pre = at::empty({block, ld}, h.options());
 
-  // Python floats become float32 scalars in torch's `p_exit >= threshold` and `+ tau0`.
+  // Python floats become float32 scalars in torch's `diff >= bound` and `+ tau0`; margin_bound
+  // is float32-representable (rounded up by the caller), so its cast is exact.
   EpilogueArgs args{pre.data_ptr<float>(), ld, hidden, b1_c.data_ptr<float>(),
                     w2_c.data_ptr<float>(), b2_c.data_ptr<float>(),
-                    temperature ? b_nu->item<float>() : 0.f, static_cast<float>(threshold),
+                    temperature ? b_nu->item<float>() : 0.f, static_cast<float>(margin_bound),
                     static_cast<float>(tau0), temperature, nullptr, nullptr, nullptr};
   const int num_threads = at::get_num_threads();
   for (int64_t s = 0; s < n; s += block) {
