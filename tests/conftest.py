@@ -1,3 +1,4 @@
+import math
 import os
 from pathlib import Path
 
@@ -34,3 +35,21 @@ def require_optional(available: bool, what: str) -> None:
 @pytest.fixture
 def data_root() -> Path:
     return require_data()
+
+
+# Two float32 computations of one exit head (another backend, another summation order) may
+# disagree on an exit whose logit margin l_EXIT - l_CONTINUE lies within this share of the terms
+# summed into it of logit(threshold): a few hundred float32 ulps.
+EXIT_NEAR_TIE = 1e-5
+
+
+def logit64(threshold: float) -> float:
+    """logit(t) = log(t / (1 - t)) in float64; +inf at t = 1 (the exit rule's bound)."""
+    return math.inf if threshold == 1.0 else math.log(threshold / (1.0 - threshold))
+
+
+def exit_decided(logits: torch.Tensor, threshold: float, tol: float = EXIT_NEAR_TIE) -> torch.Tensor:
+    """Rows of exit-head ``logits [n, 2]`` whose exit every correct float32 backend must agree
+    on: the margin is clear of ``logit(threshold)`` by more than ``tol * (1 + |l_0| + |l_1|)``."""
+    margin = (logits[:, 1] - logits[:, 0]).double()
+    return (margin - logit64(threshold)).abs() > tol * (1 + logits.abs().sum(1))

@@ -32,13 +32,14 @@ DROP = object()  # a config rewrite that deletes the field
 
 
 # ---------------------------------------------------------------------------- helpers
-def small_checkpoint(path: Path, in_channels: int = 3) -> Path:
-    """A valid 6-node checkpoint (2 layers, node exits) with its graph: a few KB."""
+def small_checkpoint(path: Path, in_channels: int = 3, backbone: str = "gcn", exit: str = "node") -> Path:
+    """A valid 6-node checkpoint (2 layers, node exits by default) with its graph: a few KB."""
     edges = torch.tensor([[0, 1, 2, 3, 4, 0], [1, 2, 3, 4, 5, 5]])
     x = torch.linspace(-1, 1, 18).reshape(6, 3) if in_channels else None
     graph = lf.Graph.from_edge_index(edges, num_nodes=6, x=x)
     torch.manual_seed(0)
-    model = EarlyExitLinkPredictor(ModelConfig(in_channels, 6, hidden=4, layers=2, exit="node", exit_hidden=3))
+    model = EarlyExitLinkPredictor(ModelConfig(in_channels, 6, hidden=4, layers=2, backbone=backbone, exit=exit,
+                                               exit_hidden=3))
     return lf.save(model, path, graph=graph, metrics={"valid": {"auc": 0.5}})
 
 
@@ -95,8 +96,9 @@ def load_isolated(paths):
 
 
 # ---------------------------------------------------------------------------- resource bombs
-# field, hostile value, in_channels of the base checkpoint (0: a node embedding, sized num_nodes)
-BOMBS = [("layers", 10**7, 3), ("predictor_layers", 10**6, 3), ("hidden", 10**9, 3),
+# field, hostile value, base checkpoint (in_channels 0: a node embedding, sized num_nodes; "sas":
+# a fixed-depth SAS-GNN, whose layers share their weights, so no tensor reflects its depth)
+BOMBS = [("layers", 10**7, 3), ("layers", 10**7, "sas"), ("predictor_layers", 10**6, 3), ("hidden", 10**9, 3),
          ("num_nodes", 10**12, 0), ("exit_hidden", 10**9, 3), ("in_channels", 10**9, 3),
          ("hidden", 2**70, 3)]  # past int64: even a meta tensor of it cannot exist
 
@@ -106,7 +108,8 @@ def hostile(tmp_path_factory):
     """Hostile files by name, and what one capped child made of each: ``(path, result)``."""
     tmp = tmp_path_factory.mktemp("hostile")
     base = {c: small_checkpoint(tmp / f"base{c}", c).read_bytes() for c in (0, 3)}
-    files = {f"{field}={value}": with_config(base[c], **{field: value}) for field, value, c in BOMBS}
+    base["sas"] = small_checkpoint(tmp / "base_sas", 3, backbone="sas", exit="none").read_bytes()
+    files = {f"{field}={value}/{c}": with_config(base[c], **{field: value}) for field, value, c in BOMBS}
     data = base[3]
     n = int.from_bytes(data[:8], "little")
     files["past_eof"] = (len(data) + 100).to_bytes(8, "little") + data[8:]
@@ -126,7 +129,7 @@ def hostile(tmp_path_factory):
 
 @pytest.mark.parametrize("field, value, channels", BOMBS)
 def test_configs_demanding_huge_models_are_refused_quickly_within_memory(hostile, field, value, channels):
-    path, (outcome, message, seconds) = hostile[f"{field}={value}"]
+    path, (outcome, message, seconds) = hostile[f"{field}={value}/{channels}"]
     assert path.stat().st_size < 4096  # the reported case: a 4 KB file
     assert outcome == "ValueError", (outcome, message)
     assert message.startswith(f"{path}: invalid checkpoint") and str(value) in message, message

@@ -28,7 +28,7 @@ from linkexit_fast.backends import cpu, torch_ops
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from conftest import require_optional  # noqa: E402
+from conftest import exit_decided, require_optional  # noqa: E402
 
 require_optional(cpu.available(), f"the C++ extension ({cpu._load_error()})")
 
@@ -36,7 +36,6 @@ AGG_TOL = dict(rtol=1e-5, atol=1e-5)
 SCORE_TOL = dict(rtol=1e-5, atol=1e-5)
 P_EXIT_TOL = dict(rtol=1e-5, atol=2e-6)
 STEP_TOL = dict(rtol=1e-5, atol=2e-5)
-EXIT_MARGIN = 1e-5
 PROPERTY = settings(max_examples=200, deadline=None)
 
 # Widths around the 64-float column block, the 8/16-lane vector widths, and every mix of the
@@ -161,9 +160,7 @@ def assert_exit_matches(out, ref, h, w1, b1, w2, b2, threshold):
     torch.testing.assert_close(p, p_ref, **P_EXIT_TOL)
     assert exit.dtype == torch.bool
     logits = torch.relu(h @ w1.T + b1) @ w2.T + b2
-    bound = math.inf if threshold == 1 else math.log(threshold / (1 - threshold))
-    margin = (logits[:, 1] - logits[:, 0]).double()
-    decided = (margin - bound).abs() > EXIT_MARGIN * (1 + logits.abs().sum(1))
+    decided = exit_decided(logits, threshold)
     assert torch.equal(exit[decided], exit_ref[decided])
     if step_ref is None:
         assert step is None

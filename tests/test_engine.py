@@ -1,23 +1,19 @@
 """The engine's contract: scores and exit layers equal the dense reference forward."""
 import contextlib
 import itertools
-import math
 
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import linkexit_fast as lf
-from conftest import require_data, require_optional
+from conftest import exit_decided, require_data, require_optional
 from linkexit_fast import engine
 from linkexit_fast.backends import available_backends
 from linkexit_fast.engine import UNREACHED, hop_distance
 from linkexit_fast.evaluate import reference_scores
 from linkexit_fast.models import BACKBONES, EXIT_MODES, SEMANTICS, EarlyExitLinkPredictor, ModelConfig
 
-# A summation-order difference may flip an exit whose logit margin l_EXIT - l_CONTINUE lies
-# within NEAR_TIE * (1 + |l_CONTINUE| + |l_EXIT|) of logit(threshold): a few hundred float32 ulps.
-NEAR_TIE = 1e-5
 near_ties = {"count": 0}
 ENGINE_BACKENDS = [b for b in ("torch", "cpu") if b in available_backends()]
 
@@ -73,9 +69,7 @@ def recorded_logits(model):
 
 
 def near_tie(logits: torch.Tensor, threshold: float) -> bool:
-    bound = math.inf if threshold == 1 else math.log(threshold / (1 - threshold))
-    margin = (logits[:, 1] - logits[:, 0]).double()
-    return bool(((margin - bound).abs() < NEAR_TIE * (1 + logits.abs().sum(1))).any())
+    return not bool(exit_decided(logits, threshold).all())
 
 
 def check_contract(model, graph, pairs, threshold, backend):

@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import linkexit_fast as lf
-from conftest import require_optional
+from conftest import logit64, require_optional
 from linkexit_fast.backends import available_backends, cpu, torch_ops
 from linkexit_fast.backends import triton as triton_ops
 from linkexit_fast.models import BACKBONES, SEMANTICS, EarlyExitLinkPredictor, ExitHead, ModelConfig
@@ -30,11 +30,6 @@ SPECIAL_THRESHOLDS = [1e-9, 0.5, 1 - 1e-9, 1.0]
 
 def require_backend(name: str) -> None:
     require_optional(name in available_backends(), f"the {name} backend")
-
-
-def logit64(threshold: float) -> float:
-    """logit(t) = log(t / (1 - t)) in float64; +inf at t = 1."""
-    return math.inf if threshold == 1.0 else math.log(threshold / (1.0 - threshold))
 
 
 def exit_flags(backend: str, h, w1, b1, w2, b2, threshold, w_nu=None, b_nu=None, tau0=0.0):
