@@ -300,9 +300,9 @@ def test_backend_name_is_checked_first(pairs):
 
 def test_explicit_backend_that_cannot_run_is_an_error(monkeypatch):
     monkeypatch.setattr(backends, "_probed", {})
-    monkeypatch.setattr(triton_ops, "available", lambda: False)  # no GPU, no TRITON_INTERPRET
+    monkeypatch.setattr(triton_ops, "unavailable_reason", lambda: "no CUDA device")  # nor TRITON_INTERPRET
     for pairs in ([[0, 1]], []):
-        with pytest.raises(BackendUnavailable, match="'triton' was requested but cannot run here"):
+        with pytest.raises(BackendUnavailable, match="'triton' was requested but cannot run here: no CUDA device"):
             lf.predict(GRAPH, pairs, model=MODEL, backend="triton")
     from linkexit_fast.backends import cpu
     monkeypatch.setitem(cpu._state, "error", "simulated build failure")

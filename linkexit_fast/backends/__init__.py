@@ -1,5 +1,7 @@
 """Registry of op backends. Each backend provides ``aggregate_rows``, ``exit_decision`` and
-``score_pairs`` with the signatures of :mod:`linkexit_fast.backends.torch_ops`.
+``score_pairs`` with the signatures of :mod:`linkexit_fast.backends.torch_ops`, and may provide
+``unavailable_reason() -> Optional[str]`` (``None`` when it can run here, else why not) or a
+plain ``available() -> bool``.
 
 * ``reference``: not an op set; ``predict`` runs the dense masked forward instead of the engine.
 * ``torch``: the engine on plain torch ops (always available).
@@ -46,22 +48,16 @@ def _why_unavailable(name: str) -> Optional[str]:
     if name not in _probed:
         try:
             mod = importlib.import_module(BACKENDS[name])
-            ok = bool(getattr(mod, "available", lambda: True)())
+            # A backend may say why it cannot run (unavailable_reason), or only whether it can.
+            reason = getattr(mod, "unavailable_reason", None)
+            if reason is not None:
+                _probed[name] = reason()
+            else:
+                ok = bool(getattr(mod, "available", lambda: True)())
+                _probed[name] = None if ok else f"{mod.__name__}.available() is False"
         except Exception as e:  # an optional dependency (triton, a compiler) is missing or broken
             _probed[name] = f"{type(e).__name__}: {e}"
-        else:
-            _probed[name] = None if ok else _reason(mod)
     return _probed[name]
-
-
-def _reason(mod: ModuleType) -> str:
-    """Why ``mod.available()`` said no: the C++ backend keeps its build error (``_load_error``);
-    otherwise the first line of ``available``'s docstring, which states what it requires."""
-    load_error = getattr(mod, "_load_error", None)
-    if load_error is not None and load_error():
-        return load_error()
-    doc = (mod.available.__doc__ or "").strip().split("\n")[0]
-    return f"{mod.__name__}.available() is False; it requires: {doc}"
 
 
 def _available(name: str) -> bool:

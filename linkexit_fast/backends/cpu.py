@@ -58,6 +58,12 @@ def _load_error() -> Optional[str]:
     return _state["error"]
 
 
+def unavailable_reason() -> Optional[str]:
+    """``None`` once the C++ ops are loaded (compiling them on the first call if needed), else
+    why they are not (the build or load error). Never raises."""
+    return _load_error()
+
+
 def available() -> bool:
     """Whether the C++ ops are loaded (compiling them on the first call if needed). Never raises."""
     return _load_error() is None

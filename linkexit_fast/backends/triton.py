@@ -32,15 +32,23 @@ def _interpreting() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def available() -> bool:
-    """Triton is importable, and there is a CUDA device or ``TRITON_INTERPRET=1``. Probed once."""
+def unavailable_reason() -> Optional[str]:
+    """``None`` when the kernels can run here: Triton imports, and there is a CUDA device or
+    ``TRITON_INTERPRET=1`` (the CPU interpreter); else why not."""
     if importlib.util.find_spec("triton") is None:
-        return False
+        return "Triton is not installed (pip install triton)"
     try:
         import triton  # noqa: F401
-    except Exception:  # a broken install counts as absent
-        return False
-    return torch.cuda.is_available() or _interpreting()
+    except Exception as e:  # a broken install counts as absent
+        return f"Triton does not import: {type(e).__name__}: {e}"
+    if not (torch.cuda.is_available() or _interpreting()):
+        return "no CUDA device (set TRITON_INTERPRET=1 before importing triton to run the kernels on the CPU, slowly)"
+    return None
+
+
+def available() -> bool:
+    """Whether :func:`unavailable_reason` finds nothing in the way."""
+    return unavailable_reason() is None
 
 
 @functools.lru_cache(maxsize=None)
