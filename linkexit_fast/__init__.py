@@ -9,8 +9,9 @@ from .graph import Graph
 from .datasets import LinkSplit
 from .models import EarlyExitLinkPredictor, ModelConfig
 from .checkpoint import load, save
-from .engine import predict
+from .engine import embeddings, predict
+from .ranking import exact_heart_metrics
 
 __version__ = "0.1.0"
 __all__ = ["Graph", "LinkSplit", "EarlyExitLinkPredictor", "ModelConfig", "load", "save", "predict",
-           "__version__"]
+           "embeddings", "exact_heart_metrics", "__version__"]

@@ -31,11 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from .backends import check_backend_name, get_backend
+from .backends.bf16 import score_pairs_bf16
 from .graph import Graph, entry_rows, quiet_sparse
 from .models import SPARSE_FEATURE_DENSITY, EarlyExitLinkPredictor
-from .validation import check_count, check_pairs, check_threshold
+from .validation import check_count, check_index_tensor, check_pairs, check_threshold
 
-__all__ = ["predict", "predict_chunks", "EngineStats", "csr_gather", "hop_distance", "PAIR_CHUNK"]
+__all__ = ["predict", "predict_chunks", "embeddings", "EngineStats", "csr_gather", "hop_distance", "PAIR_CHUNK"]
 
 UNREACHED = 1 << 30
 # Bytes per [rows, m] temporary of a chunked layer update on a CPU (see _Run._update). Below
@@ -229,6 +230,7 @@ class EngineStats:
     flops_paper: Optional[float] = None
     time_gnn: float = 0.0
     time_decoder: float = 0.0
+    score_bound: Optional[torch.Tensor] = None  # [P] logit error bound (precision="bf16")
 
     @property
     def flops(self) -> float:
@@ -239,7 +241,7 @@ class EngineStats:
         return self.flops_dense_gnn + self.flops_dense_decoder
 
     def as_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k != "exit_layer"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("exit_layer", "score_bound")}
         d.update(flops=self.flops, flops_dense=self.flops_dense)
         return d
 
@@ -694,17 +696,24 @@ def _score_chunks(pairs: torch.Tensor, chunk: int, logits_of: Callable[[torch.Te
     return out, layers
 
 
-def _engine_scores(model, ops, z, key, pairs, chunk, stats, layer=None):
+def _engine_scores(model, ops, z, key, pairs, chunk, stats, layer=None, precision="fp32"):
     """Scores ``[P]`` of ``pairs`` from the GNN stage's output, and with ``layer`` their
-    endpoints' exit layers ``[P, 2]``."""
+    endpoints' exit layers ``[P, 2]``. ``precision="bf16"`` also sets ``stats.score_bound``."""
     t0 = time.perf_counter()
     weights = [lin.weight for lin in model.predictor.lins]
     biases = [lin.bias for lin in model.predictor.lins]
+    bounds: List[torch.Tensor] = []
 
     def logits_of(part):
         keys = key(part)
-        return ops.score_pairs(z, keys[:, 0], keys[:, 1], weights, biases)
+        if precision == "fp32":
+            return ops.score_pairs(z, keys[:, 0], keys[:, 1], weights, biases)
+        logits, bound = score_pairs_bf16(z, keys[:, 0], keys[:, 1], weights, biases, fp32_scorer=ops.score_pairs)
+        bounds.append(bound)
+        return logits
     out = _score_chunks(pairs, chunk, logits_of, None if layer is None else (lambda part: _at(layer, key(part))))
+    if bounds:
+        stats.score_bound = torch.cat(bounds)
     stats.time_decoder += time.perf_counter() - t0
     stats.flops_decoder += float(pairs.shape[0] * model.predictor.flops_per_pair())
     return out
@@ -720,10 +729,14 @@ def _resolved_per_layer(layers: torch.Tensor, ran: int, L: int, chunk: int) -> L
     return counts[:ran - 1] + [sum(counts[ran - 1:])] if ran else []
 
 
-def _check_args(graph, model, threshold, backend, batch_size):
+def _check_args(graph, model, threshold, backend, batch_size, precision="fp32"):
     """The arguments of :func:`predict` and :func:`predict_chunks` but the pairs, checked, in
     the order that reports a bad backend name whatever else is wrong."""
     check_backend_name(backend)
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if precision == "bf16" and backend == "reference":
+        raise ValueError("precision='bf16' needs an engine backend, not 'reference'")
     graph, model = _resolve_inputs(graph, model)
     threshold = check_threshold(threshold)
     if batch_size is not None:
@@ -745,7 +758,8 @@ def _eval_mode(model: EarlyExitLinkPredictor):
 
 @torch.no_grad()
 def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLinkPredictor] = None,
-            backend: str = "auto", batch_size: Optional[int] = None, return_stats: bool = False):
+            backend: str = "auto", batch_size: Optional[int] = None, return_stats: bool = False,
+            precision: str = "fp32"):
     """Link probabilities ``[P]`` (float32) for ``pairs`` (``[P, 2]`` tensor, array or list).
 
     The GNN stage runs once, for the set of all endpoints (its memory depends on the number of
@@ -768,12 +782,17 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
             ``"reference"``). It bounds the scoring's memory and does not change the results.
         return_stats: also return an :class:`EngineStats` (adds a reference pass for
             ``flops_paper``, and the ``[P, 2]`` exit layers).
+        precision: ``"fp32"`` (default; the engine contract above) or ``"bf16"``: the scorer's
+            hidden layers in bfloat16 (:func:`linkexit_fast.backends.bf16.score_pairs_bf16`,
+            CPU with AMX or AVX512-BF16, else fp32), for ranking; ``stats.score_bound [P]``
+            then bounds each pair's logit error against any fp32 scorer, and
+            :func:`linkexit_fast.ranking.exact_heart_metrics` turns it into exact metrics.
 
     Raises:
         TypeError / ValueError: a bad argument, named in the message, before anything runs.
         RuntimeError: ``backend`` names a backend that cannot run here.
     """
-    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size)
+    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size, precision)
     pairs = check_pairs(pairs, graph.num_nodes)
     ops = None if backend == "reference" else get_backend(backend, pairs.device)
     stats = EngineStats(backend=backend, threshold=threshold)
@@ -789,7 +808,7 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
             ends = _endpoints([pairs], graph.num_nodes, few=pairs.numel() < SPARSE_FRONTIER * graph.num_nodes)
             z, key, layer = _engine(model, graph, ends, threshold, ops, stats)
             scores, layers = _engine_scores(model, ops, z, key, pairs, chunk, stats,
-                                            layer if return_stats else None)
+                                            layer if return_stats else None, precision)
             if return_stats:
                 stats.pairs_resolved = _resolved_per_layer(layers, len(stats.pairs_resolved),
                                                            model.config.layers, chunk)
@@ -806,8 +825,8 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
 
 def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9, *,
                    model: Optional[EarlyExitLinkPredictor] = None, backend: str = "auto",
-                   batch_size: Optional[int] = None, stats: Optional[EngineStats] = None
-                   ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+                   batch_size: Optional[int] = None, stats: Optional[EngineStats] = None,
+                   precision: str = "fp32") -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """:func:`predict` over pairs that come in parts: yields ``(pairs, scores)`` for each part,
     the part checked (``[C, 2]`` int64) and its link probabilities ``[C]``.
 
@@ -818,9 +837,10 @@ def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9
     yielded, and memory is bounded by the graph and the largest part. Scores equal that one
     call's up to the scorer's float32 rounding (~1 ulp): a matrix product's summation order
     depends on how many rows it gets. ``stats`` (optional) is filled in as the scoring proceeds
-    (no ``flops_paper``, no exit layers). Other arguments and errors as in :func:`predict`.
+    (no ``flops_paper``, no exit layers; with ``precision="bf16"``, ``score_bound`` holds the
+    last part's bounds). Other arguments and errors as in :func:`predict`.
     """
-    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size)
+    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size, precision)
     if backend == "reference":  # the dense forward does not depend on the pairs
         for part in chunks():
             pairs = check_pairs(part, graph.num_nodes)
@@ -845,9 +865,33 @@ def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9
             yield pairs, torch.empty(0)
             continue
         with torch.no_grad():
-            scores = _engine_scores(model, ops, z, key, pairs, batch_size or PAIR_CHUNK, stats)[0]
+            scores = _engine_scores(model, ops, z, key, pairs, batch_size or PAIR_CHUNK, stats,
+                                    precision=precision)[0]
         yield pairs, scores
     stats.flops_dense_gnn, stats.flops_dense_decoder = dense_flops(model, graph, total)
+
+
+@torch.no_grad()
+def embeddings(graph, nodes, threshold: float = 0.9, *, model: Optional[EarlyExitLinkPredictor] = None,
+               backend: str = "auto") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Output embeddings of ``nodes`` as :func:`predict` computes them: ``(z [r, m] float32,
+    rows [k] int64)`` with ``z[rows[i]]`` the embedding of ``nodes[i]``.
+
+    ``nodes``: ``[k]`` node ids in ``[0, num_nodes)`` (repeats allowed; e.g. ``pairs.reshape(-1)``).
+    An engine backend runs the GNN stage once for the distinct ids; ``"reference"`` runs the dense
+    forward (``z`` holds every node, ``rows = nodes``). Other arguments and errors as in
+    :func:`predict`.
+    """
+    graph, model, threshold, _ = _check_args(graph, model, threshold, backend, None)
+    nodes = check_index_tensor(nodes, "nodes", shape=(None,), num_nodes=graph.num_nodes)
+    with _eval_mode(model):
+        if backend == "reference":
+            return model(graph, mode=model.eval_mode, threshold=threshold).z, nodes
+        n = graph.num_nodes
+        ops = get_backend(backend, nodes.device)
+        ends = _endpoints([nodes], n, few=nodes.numel() < SPARSE_FRONTIER * n)
+        z, key, _ = _engine(model, graph, ends, threshold, ops, EngineStats(backend=backend, threshold=threshold))
+        return z, key(nodes)
 
 
 REFERENCE_CHUNK = 65536  # pairs per naive scoring step: bounds the [chunk, m] intermediates

@@ -16,7 +16,7 @@ import torch
 
 from . import torch_ops
 
-__all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs"]
+__all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "bf16_isa", "score_pairs_bf16"]
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 _OPS = ("aggregate_rows", "exit_decision", "score_pairs")
@@ -151,3 +151,35 @@ def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequ
     biases_c: List[torch.Tensor] = [_real(b) for b in biases]
     return torch.ops.linkexit_fast.score_pairs(_real(z), _index(u), _index(v), weights_c, biases_c,
                                                chunk)
+
+
+def bf16_isa() -> Optional[str]:
+    """The bf16 hardware :func:`score_pairs_bf16` can use on this CPU: ``"amx-bf16"`` (AMX tiles,
+    with AVX512-BF16), ``"avx512-bf16"`` (``vdpbf16ps`` only) or ``None`` (neither, or the C++ ops
+    are unavailable or predate the bf16 op). Probed once by the op (cpuid, XCR0, Linux's AMX
+    permission request); never raises, never warns."""
+    if _load_error() is not None or not hasattr(torch.ops.linkexit_fast, "bf16_cpu_isa"):
+        return None
+    isa = torch.ops.linkexit_fast.bf16_cpu_isa()
+    return None if isa == "none" else isa
+
+
+def score_pairs_bf16(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, hidden: Sequence[torch.Tensor],
+                     biases: Sequence[torch.Tensor], last: torch.Tensor, bound_vectors: Sequence[torch.Tensor],
+                     bound_scale: float, bound_const: float, isa: str = "auto") -> Tuple[torch.Tensor, torch.Tensor]:
+    """The C++ bf16 pair scorer (``csrc/ops/cpu/score_pairs_bf16_kernel.cpp``): ``(scores [P],
+    bound [P])`` float32. Its arguments are built by :mod:`linkexit_fast.backends.bf16`, which
+    documents them and derives the bound; use :func:`linkexit_fast.backends.bf16.score_pairs_bf16`.
+
+    ``z [n, m]`` float32, ``u``/``v [P]`` in ``[0, n)``; ``hidden[l]`` bfloat16 ``[t, d_{l+1}, d_l]``
+    (``t = 2``: the weight's bf16 rounding and the bf16 rounding of its remainder); ``biases``
+    float32, one per layer; ``last`` float32 ``[1, d_{L-1}]``; ``bound_vectors[l]`` float32
+    ``[d_l]``. ``bound = bound_const + bound_scale * sum_l bound_vectors[l] . |h_l|`` (``inf``
+    where a score or bound is not finite). ``isa``: ``"auto"``, ``"amx-bf16"`` or
+    ``"avx512-bf16"``. Raises RuntimeError when :func:`bf16_isa` is ``None`` or lacks ``isa``.
+    """
+    if bf16_isa() is None:
+        raise RuntimeError("score_pairs_bf16: no bf16 C++ kernel here (bf16_isa() is None)")
+    return torch.ops.linkexit_fast.score_pairs_bf16(
+        _real(z), _index(u), _index(v), list(hidden), [_real(b) for b in biases], _real(last),
+        [_real(m) for m in bound_vectors], float(bound_scale), float(bound_const), isa)
