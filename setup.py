@@ -18,9 +18,12 @@ if os.environ.get("LINKEXIT_NO_BUILD_EXT") != "1":
     else:
         sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
         if sources:
+            # -g0: Python's CFLAGS add -g, and torch's headers make debug information most of
+            # the compile: 161 CPU-s with it, 64 without (7 sources, compiled in parallel by ninja
+            # when it is installed), a 10.6 MB library against 0.3 MB. The code generated is the same.
             ext_modules = [CppExtension(
                 "linkexit_fast._C", sources,
-                extra_compile_args=["-O3", "-fopenmp"], extra_link_args=["-fopenmp"])]
+                extra_compile_args=["-O3", "-fopenmp", "-g0"], extra_link_args=["-fopenmp"])]
             class OptionalBuildExtension(BuildExtension):
                 """A failed compile must not fail the install: the ops then build just-in-time or
                 fall back to the torch backend, with a warning at run time."""

@@ -96,7 +96,7 @@ def _pyg_stack(model, graph):
         conv.lin.weight.data.copy_(lin.weight.data)
         conv.bias.data.copy_(lin.bias.data)
         convs.append(conv.eval())
-    return convs, graph.edge_index()
+    return convs, graph.edge_index
 
 
 @torch.no_grad()
@@ -127,7 +127,8 @@ def _skip_without_data(name):
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", [pytest.param(c, marks=pytest.mark.quick) if c == "citeseer-valid" else c
+                                  for c in CASES])
 def test_engine_case(benchmark, name, method):
     _skip_without_data(name)
     if method in ("reference", "pyg") and name in ("synthetic1M-100", "synthetic1M-1"):
@@ -230,6 +231,7 @@ if __name__ == "__main__":
     main()
 
 
+@pytest.mark.quick
 def test_pareto_points_synthetic(benchmark, tmp_path):
     """The Pareto sweep of the small synthetic default: training, threshold sweep, timing."""
     from linkexit_fast.pareto import run_pareto

@@ -1,4 +1,9 @@
-"""Command line: ``linkexit-fast demo|train|eval|compare|predict|heart-negatives``."""
+"""Command line: ``linkexit-fast datasets|train|eval|compare|predict|heart-negatives|pareto|demo``.
+
+Every metric printed or saved names the negatives it was scored against (HeaRT's official hard
+negatives, HeaRT-style ones from this package's sampler, or random ones) and the exit threshold.
+Data is read from --data, else $LINKEXIT_DATA, else ../shared/data (`linkexit-fast datasets`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,38 +15,112 @@ from pathlib import Path
 import torch
 
 
-def _load_split(args):
-    from .datasets import load_dataset
+# Where --make-heart-negatives caches what it generates (relative to the working directory).
+NEGATIVES_DIR = Path("runs/negatives")
+
+
+def heart_negatives_path(split, which: str) -> Path:
+    """The cache file of ``split``'s generated HeaRT-style ``which`` negatives, e.g.
+    ``runs/negatives/citeseer_test_heart.npy`` for ``heart:citeseer``."""
+    stem = split.name.removeprefix("heart:").replace(":", "_").replace("-", "_")
+    return NEGATIVES_DIR / f"{stem}_{which}_heart.npy"
+
+
+def _warn(text: str) -> None:
+    print(f"linkexit-fast: WARNING: {text}", file=sys.stderr, flush=True)
+
+
+def _load_split(args, warn: bool = True):
+    """The dataset of ``args.dataset`` (under ``args.data``), with ``--test-negatives`` applied
+    and, with ``--make-heart-negatives``, HeaRT-style negatives generated (or read from their
+    cache, :func:`heart_negatives_path`) for every split of a ``heart:*`` dataset that lacks
+    official ones. With ``warn``, says on stderr which splits of a ``heart:*`` dataset are still
+    scored against random negatives, and the command that fixes it."""
+    from .datasets import _file_negatives, load_dataset
+    from .heart import load_negatives
     split = load_dataset(args.dataset, getattr(args, "data", None))
     tn = getattr(args, "test_negatives", None)
     if tn:
-        from .heart import load_negatives
-        split.test_neg = load_negatives(tn)
-        split.missing.pop("heart_test_samples.npy", None)
+        split.set_negatives("test", load_negatives(tn), _file_negatives(tn), tn)
+    if not split.has_heart_protocol:
+        if getattr(args, "make_heart_negatives", False):
+            _warn(f"--make-heart-negatives applies to heart:* datasets; {split.name} keeps its negatives "
+                  f"(make some with `linkexit-fast heart-negatives` and pass --test-negatives)")
+        return split
+    for which in ("valid", "test"):
+        desc = split.negatives_of(which)
+        if desc is not None and desc.kind in ("heart", "heart-sampler"):
+            continue
+        path = heart_negatives_path(split, which)
+        if getattr(args, "make_heart_negatives", False):
+            if not path.exists():
+                from .heart import generate_negatives, save_negatives
+                print(f"generating HeaRT-style {which} negatives for {split.name} with "
+                      f"linkexit_fast's sampler -> {path}", file=sys.stderr, flush=True)
+                save_negatives(generate_negatives(split, which=which, k=500, seed=0), path)
+            else:
+                print(f"using cached HeaRT-style {which} negatives {path} (delete it to regenerate)",
+                      file=sys.stderr, flush=True)
+            split.set_negatives(which, load_negatives(path), "heart-sampler", path)
+        elif warn:
+            now = desc.label() if desc else "no negatives at all"
+            use = f"pass --test-negatives {path}, or " if which == "test" else ""
+            _warn(f"{split.name} has no HeaRT {which} negatives here (heart_{which}_samples.npy), so "
+                  f"its {which} metrics are NOT HeaRT results: they use {now}.\nMake HeaRT-style ones "
+                  f"with this package's sampler (5 s for CiteSeer in benchmarks/results/heart_sampler.md):"
+                  f"\n  linkexit-fast heart-negatives --dataset {args.dataset} --which {which} --out {path}\nthen "
+                  f"{use}rerun with --make-heart-negatives (it reads that file, or makes it).")
     return split
 
 
+def _negatives_args(p) -> None:
+    p.add_argument("--test-negatives", default=None, metavar="NPY",
+                   help="[P, K, 2] .npy of test negatives replacing the dataset's (`linkexit-fast "
+                        "heart-negatives` writes one); labelled HeaRT-style from linkexit_fast's sampler "
+                        "unless named like HeaRT's official heart_test_samples.npy")
+    p.add_argument("--make-heart-negatives", action="store_true",
+                   help=f"for a heart:* dataset without official HeaRT valid/test negatives, generate "
+                        f"HeaRT-style ones with linkexit_fast's sampler (500 per positive, seed 0; "
+                        f"5 s for CiteSeer in benchmarks/results/heart_sampler.md) and cache them in {NEGATIVES_DIR}/")
+
+
+def _data_args(p, dataset_default=None) -> None:
+    if dataset_default is None:
+        p.add_argument("--dataset", required=True, help="heart:<name>, planetoid:<name>, ogbl:<name>, "
+                       "synthetic[:N] or a dataset folder (`linkexit-fast datasets` lists them)")
+    else:
+        p.add_argument("--dataset", default=dataset_default, help="heart:<name>, planetoid:<name>, "
+                       "ogbl:<name>, synthetic[:N] or a dataset folder (`linkexit-fast datasets` lists them)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="data root; when not given: $LINKEXIT_DATA, else ../shared/data from the working "
+                        "directory, else beside the repository")
+
+
 def _train_args(p):
-    p.add_argument("--dataset", default="synthetic", help="heart:<name>, planetoid:<name>, ogbl:<name>, "
-                   "synthetic[:N] or a dataset folder (named datasets live under $LINKEXIT_DATA)")
-    p.add_argument("--data", default=None, help="data root (default: $LINKEXIT_DATA or ../shared/data)")
-    p.add_argument("--backbone", default="gcn", choices=["gcn", "resgcn", "sas"])
-    p.add_argument("--exit", default="node", choices=["none", "node", "subgraph"])
-    p.add_argument("--semantics", default="freeze", choices=["freeze", "readout"])
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--hidden", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--predictor-layers", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=500)
-    p.add_argument("--patience", type=int, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--max-minutes", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--test-negatives", default=None, help=".npy of [P, K, 2] test negatives (HeaRT sampler)")
-    p.add_argument("--quiet", action="store_true")
+    _data_args(p, dataset_default="synthetic")
+    p.add_argument("--backbone", default="gcn", choices=["gcn", "resgcn", "sas"],
+                   help="message passing: GCN, GCN with residuals, or SAS-GNN")
+    p.add_argument("--exit", default="node", choices=["none", "node", "subgraph"],
+                   help="early exit per node, per pair subgraph, or none (fixed depth)")
+    p.add_argument("--semantics", default="freeze", choices=["freeze", "readout"],
+                   help="freeze: an exited node's state stays constant; readout: every node keeps "
+                        "updating and the exit only picks the output layer")
+    p.add_argument("--layers", type=int, default=8, help="message-passing layers (maximum depth)")
+    dflt = "None: the dataset's default (train.dataset_defaults)"
+    p.add_argument("--hidden", type=int, default=None, help=f"hidden width; {dflt}")
+    p.add_argument("--dropout", type=float, default=None, help=f"dropout; {dflt}")
+    p.add_argument("--predictor-layers", type=int, default=None, help=f"MLP layers of the pair scorer; {dflt}")
+    p.add_argument("--lr", type=float, default=None, help=f"Adam learning rate; {dflt}")
+    p.add_argument("--weight-decay", type=float, default=None, help=f"Adam weight decay; {dflt}")
+    p.add_argument("--batch-size", type=int, default=None, help=f"training positives per step; {dflt}")
+    p.add_argument("--epochs", type=int, default=500, help="maximum epochs")
+    p.add_argument("--patience", type=int, default=None,
+                   help=f"validation evaluations without improvement before stopping; {dflt}")
+    p.add_argument("--eval-every", type=int, default=None, help=f"epochs between validation evaluations; {dflt}")
+    p.add_argument("--max-minutes", type=float, default=None, help="training time cap (None: no cap)")
+    p.add_argument("--seed", type=int, default=0, help="seeds weights, batches and training negatives")
+    _negatives_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def train_checkpoint(args, split=None, test: bool = True):
@@ -69,29 +148,38 @@ def train_checkpoint(args, split=None, test: bool = True):
 def cmd_train(args):
     from dataclasses import asdict
     from .checkpoint import save
+    from .report import DEFAULT_THRESHOLD, metrics_line
     model, split, result, test, cfg = train_checkpoint(args)
     out = Path(args.out)
-    metrics = {"valid": result.best_valid, "test": test, "best_epoch": result.best_epoch,
+    negatives = {w: d.to_dict() for w in ("valid", "test") if (d := split.negatives_of(w)) is not None}
+    # Training validates (and tests) at TrainConfig.eval_threshold; eval/predict default elsewhere.
+    note = (f"threshold {cfg.eval_threshold}: training's validation threshold (TrainConfig.eval_threshold, "
+            f"the exit policy's mode); `eval` and `predict` default to {DEFAULT_THRESHOLD}")
+    metrics = {"valid": result.best_valid, "test": test, "negatives": negatives,
+               "threshold": cfg.eval_threshold, "threshold_note": note,
+               "best_epoch": result.best_epoch,
                "epochs_run": result.epochs_run, "seconds": result.seconds, "stopped": result.stopped,
-               "dataset": split.name, "train_config": asdict(cfg),
-               "test_negatives": args.test_negatives or "dataset default",
-               "missing": split.missing}
+               "dataset": split.name, "train_config": asdict(cfg), "missing": split.missing}
     save(model, out, graph=split.graph, metrics=metrics, extra={"dataset": split.name})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "history.json").write_text(json.dumps(result.history))
-    print(f"saved {out}: valid {json.dumps(result.best_valid)}\n  test {json.dumps(test)}")
+    print(f"saved {out} ({split.name}, best epoch {result.best_epoch}; {note})")
+    print("  " + metrics_line("valid", result.best_valid, split.negatives_of("valid")))
+    if test:
+        print("  " + metrics_line("test", test, split.negatives_of("test")))
 
 
 def cmd_eval(args):
     from .checkpoint import load
-    from .report import eval_report, write_report
+    from .report import eval_report, metrics_line, write_report
     pred = load(args.checkpoint)
     split = _load_split(args)
     report = eval_report(pred, split, threshold=args.threshold, backend=args.backend)
     paths = write_report(report, Path(args.out))
+    print(f"{split.name}, exit threshold {report['threshold']}, backend {args.backend}:")
     for part in ("valid", "test"):
         if part in report:
-            print(part, json.dumps(report[part]["metrics"]))
+            print("  " + metrics_line(part, report[part]["metrics"], report[part]["negatives"]))
     print("wrote", ", ".join(map(str, paths)))
 
 
@@ -117,7 +205,7 @@ def cmd_predict(args):
                            backend=args.backend, stats=st)
     for pairs, scores in parts:
         sys.stdout.write("".join(f"{u}\t{v}\t{s:.6f}\n" for (u, v), s in zip(pairs.tolist(), scores.tolist())))
-    print(f"# engine {st.backend}: {st.flops:.3g} MACs vs dense {st.flops_dense:.3g}; "
+    print(f"# engine {st.backend} at threshold {args.threshold}: {st.flops:.3g} MACs vs dense {st.flops_dense:.3g}; "
           f"gnn {st.time_gnn * 1e3:.1f} ms, decoder {st.time_decoder * 1e3:.1f} ms", file=sys.stderr)
 
 
@@ -132,11 +220,27 @@ def _positive_int(text: str) -> int:
 
 def cmd_heart_negatives(args):
     from .heart import generate_negatives, save_negatives
-    split = _load_split(args)
+    split = _load_split(args, warn=False)
     t0 = time.time()
     neg = generate_negatives(split, which=args.which, k=args.k, seed=args.seed)
     save_negatives(neg, args.out)
-    print(f"wrote {args.out}: {tuple(neg.shape)} in {time.time() - t0:.1f} s")
+    use = f"; use them with --test-negatives {args.out}" if args.which == "test" else ""
+    print(f"wrote {args.out}: {tuple(neg.shape)} HeaRT-style {args.which} negatives of {split.name} "
+          f"from linkexit_fast's sampler in {time.time() - t0:.1f} s{use}")
+
+
+def cmd_datasets(args):
+    from .datasets import data_resolution, data_root, find_datasets
+    root = data_root(args.data)
+    print(data_resolution(args.data))
+    if not root.is_dir():
+        print("\nno data root found; only the built-in synthetic dataset is available")
+    print()
+    for d in find_datasets(args.data):
+        print(f"{d['spec']:<22} {d['folder']}")
+        print(f"{'':<22} {d['facts']}")
+        for lack in d["lacks"]:
+            print(f"{'':<22} lacks: {lack}")
 
 
 def cmd_pareto(args):
@@ -156,46 +260,11 @@ def cmd_pareto(args):
 
 
 def cmd_demo(args):
-    """Train a small early-exit model on the synthetic default, then serve its test pairs."""
-    from .datasets import synthetic
-    from .engine import predict
-    from .evaluate import flatten_eval_pairs, split_scores
-    from .metrics import evaluate_scores
-    from .timing import median_time
-    split = synthetic(num_nodes=args.nodes, avg_degree=10, num_features=32, num_communities=8, seed=0)
-    print(split.describe())
-    targs = argparse.Namespace(hidden=64, layers=args.layers, backbone="gcn", exit="node",
-                               semantics="freeze", dropout=0.1, predictor_layers=2, lr=0.01,
-                               weight_decay=0.0, batch_size=4096, patience=4, eval_every=2,
-                               epochs=args.epochs, seed=0, max_minutes=1.5, quiet=False,
-                               test_negatives=None)
-    model, split, result, test, _ = train_checkpoint(targs, split)
-    print(f"trained {result.epochs_run} epochs in {result.seconds:.0f} s ({result.stopped})")
-    pairs = flatten_eval_pairs(split.test_pos, split.test_neg)
-    rnd = build_random_like(model)
-    for name, mdl in (("trained", model), ("untrained", rnd)):
-        s = predict(split.graph, pairs, threshold=args.threshold, model=mdl)
-        met = evaluate_scores(*split_scores(s, split.test_pos, split.test_neg))
-        print(f"{name:>9} model: test " + ", ".join(f"{k} {v:.4f}" for k, v in met.items()))
-    scores, st = predict(split.graph, pairs, threshold=args.threshold, model=model, return_stats=True)
-    L = model.config.layers
-    layers = st.exit_layer.flatten()
-    dist = torch.bincount(layers, minlength=L + 1).float() / layers.numel()
-    print("exit-layer distribution of queried endpoints: " +
-          " ".join(f"L{l}:{100 * f:.0f}%" for l, f in enumerate(dist.tolist())))
-    t_eng = median_time(lambda: predict(split.graph, pairs, threshold=args.threshold, model=model), 5)[0]
-    t_ref = median_time(lambda: predict(split.graph, pairs, threshold=args.threshold, model=model,
-                                         backend="reference"), 5)[0]
-    small = pairs[:100]
-    t_eng_small = median_time(lambda: predict(split.graph, small, threshold=args.threshold, model=model), 5)[0]
-    t_ref_small = median_time(lambda: predict(split.graph, small, threshold=args.threshold, model=model,
-                                               backend="reference"), 5)[0]
-    print(f"engine backend {st.backend}: {st.flops:.3g} MACs vs dense reference {st.flops_dense:.3g} "
-          f"(FLOP ratio {st.flops_dense / st.flops:.2f}x)")
-    print(f"all {len(pairs):,} test pairs: engine {1e3 * t_eng:.1f} ms vs dense reference "
-          f"{1e3 * t_ref:.1f} ms (median of 5) -> speed-up {t_ref / t_eng:.2f}x")
-    print(f"100 pairs: engine {1e3 * t_eng_small:.1f} ms vs dense reference {1e3 * t_ref_small:.1f} ms "
-          f"-> speed-up {t_ref_small / t_eng_small:.2f}x")
+    """Train a small early-exit model on a synthetic graph, then time the engine where it pays."""
+    from .demo import DemoConfig, run_demo
+    run_demo(DemoConfig(train_nodes=args.nodes, serve_nodes=args.serve_nodes, queries=args.queries,
+                        layers=args.layers, epochs=args.epochs, max_minutes=args.max_minutes,
+                        rounds=args.rounds, threshold=args.threshold))
 
 
 def build_random_like(model):
@@ -204,70 +273,119 @@ def build_random_like(model):
     return EarlyExitLinkPredictor(model.config).eval()
 
 
-def main(argv=None):
-    from .backends import BackendUnavailable
-    parser = argparse.ArgumentParser(prog="linkexit-fast", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("demo", help="train on the synthetic default, then predict and time the engine")
-    p.add_argument("--nodes", type=int, default=20000)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--threshold", type=float, default=0.9)
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)parser shows each option's default in its help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help; none for required options, which have none."""
+
+    def _get_help_string(self, action):
+        return action.help if action.required else super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``linkexit-fast`` parser (tests parse the README's command lines with it)."""
+    from .report import DEFAULT_THRESHOLD
+    parser = _Parser(prog="linkexit-fast", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
+                                title="commands (linkexit-fast COMMAND --help for its options)")
+    from .demo import DemoConfig
+    p = sub.add_parser("demo", help="train on a synthetic graph, then time the engine against the "
+                       "dense reference on a query batch and a full evaluation")
+    p.add_argument("--nodes", type=_positive_int, default=DemoConfig.train_nodes,
+                   help="nodes of the synthetic training graph (its split gives the quality numbers)")
+    p.add_argument("--serve-nodes", type=_positive_int, default=DemoConfig.serve_nodes,
+                   help="nodes of the synthetic graph the query batch is served on")
+    p.add_argument("--queries", type=_positive_int, default=DemoConfig.queries,
+                   help="query pairs in the timed batch (half positives, half random negatives)")
+    p.add_argument("--layers", type=_positive_int, default=DemoConfig.layers, help="GCN layers")
+    p.add_argument("--epochs", type=_positive_int, default=DemoConfig.epochs,
+                   help="most training epochs (the time cap may stop it sooner)")
+    p.add_argument("--max-minutes", type=float, default=DemoConfig.max_minutes, help="training time cap")
+    p.add_argument("--rounds", type=_positive_int, default=DemoConfig.rounds,
+                   help="interleaved engine/reference timing rounds per workload")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="exit threshold (predict's default)")
     p.set_defaults(fn=cmd_demo)
+    backends = '"auto" (best available, falls back to "torch" with a warning), "reference", "torch", ' \
+        '"cpu" (C++ ops) or "triton" (GPU); a named backend that cannot run here is an error'
+    threshold_help = ("exit threshold: a node exits at the first layer whose EXIT probability is >= it; "
+                      "1.0 = no early exit; the default is linkexit_fast.predict's")
     p = sub.add_parser("train", help="train a model and save a self-contained checkpoint")
     _train_args(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (model, graph, metrics.json)")
     p.set_defaults(fn=cmd_train)
-    p = sub.add_parser("eval", help="evaluate a checkpoint: JSON + PNG report")
-    p.add_argument("checkpoint")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data", default=None)
-    p.add_argument("--test-negatives", default=None)
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("eval", help="evaluate a checkpoint: JSON + PNG report, metrics with their negatives")
+    p.add_argument("checkpoint", help="checkpoint folder or .safetensors file")
+    _data_args(p)
+    _negatives_args(p)
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help=threshold_help)
+    p.add_argument("--backend", default="auto", help=backends)
+    p.add_argument("--out", required=True, metavar="DIR", help="report folder (report.json, report.png)")
     p.set_defaults(fn=cmd_eval)
-    p = sub.add_parser("compare", help="several eval reports side by side")
+    p = sub.add_parser("compare", help="several eval reports side by side (table + figure)")
     p.add_argument("reports", nargs="+", help="report.json files or eval output folders")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for compare.md and compare.png")
     p.set_defaults(fn=cmd_compare)
     p = sub.add_parser("predict", help="score node pairs from a file with a saved predictor")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="checkpoint folder or .safetensors file (saved with its graph)")
     p.add_argument("pairs", help="text file of 'u v' lines (read twice, so not a pipe)")
-    p.add_argument("--threshold", type=float, default=0.9)
-    p.add_argument("--backend", default="auto")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help=threshold_help)
+    p.add_argument("--backend", default="auto", help=backends)
     p.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="pairs read and scored at a time (bounds the memory; default engine.PAIR_CHUNK)")
+                   help="pairs read and scored at a time (bounds the memory; None: engine.PAIR_CHUNK)")
     p.set_defaults(fn=cmd_predict)
     p = sub.add_parser("pareto", help="measured Pareto frontier: test MRR vs wall-clock and FLOPs")
-    p.add_argument("--dataset", default="synthetic:5000")
-    p.add_argument("--data", default=None)
-    p.add_argument("--test-negatives", default=None)
-    p.add_argument("--backbones", default="gcn")
-    p.add_argument("--layers", default=None, help="default 1,2,4,8 (synthetic: 1,2,4)")
-    p.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9,0.95,0.99")
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--eval-positives", type=int, default=None, help="subsample test positives (large sets)")
-    p.add_argument("--hidden", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--max-minutes", type=float, default=None, help="training time cap per model")
-    p.add_argument("--out", default="runs/pareto")
+    _data_args(p, dataset_default="synthetic:5000")
+    _negatives_args(p)
+    p.add_argument("--backbones", default="gcn", help="comma-separated backbones (gcn, resgcn, sas)")
+    p.add_argument("--layers", default=None, help="comma-separated depths; None: 1,2,4,8 (synthetic: 1,2,4)")
+    p.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9,0.95,0.99",
+                   help="comma-separated exit thresholds swept for the early-exit models, by design a "
+                        f"list (predict's single default is {DEFAULT_THRESHOLD}); fixed-depth models run at 1.0")
+    p.add_argument("--seeds", type=int, default=1, help="models per grid point (results are averaged)")
+    p.add_argument("--repeats", type=int, default=3, help="timed evaluations per point (median)")
+    p.add_argument("--backend", default="auto", help=backends)
+    p.add_argument("--eval-positives", type=int, default=None,
+                   help="score a seeded subsample of this many test positives (large sets); None: all")
+    p.add_argument("--hidden", type=int, default=None, help="hidden width; None: the dataset's default")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs; None: 200 (synthetic: 12)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate; None: the dataset's default")
+    p.add_argument("--max-minutes", type=float, default=None, help="training time cap per model; None: no cap")
+    p.add_argument("--out", default="runs/pareto", metavar="DIR",
+                   help="sweep folder: checkpoints/ and points/ are reused on a rerun")
     p.set_defaults(fn=cmd_pareto)
-    p = sub.add_parser("heart-negatives", help="HeaRT hard negatives (HRST) for a split")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data", default=None)
-    p.add_argument("--which", default="test", choices=["valid", "test"])
-    p.add_argument("--k", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("heart-negatives", help="HeaRT-style hard negatives (HRST) for a split, from this "
+                       "package's sampler")
+    _data_args(p)
+    p.add_argument("--which", default="test", choices=["valid", "test"],
+                   help="test also excludes the validation positives")
+    p.add_argument("--k", type=int, default=500, help="negatives per positive (even)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the random fill of zero-score candidates")
+    p.add_argument("--out", required=True, metavar="NPY", help="output .npy, int64 [P, K, 2]")
     p.set_defaults(fn=cmd_heart_negatives)
+    p = sub.add_parser("datasets", help="list the datasets under the data root and what each lacks")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="data root; when not given: $LINKEXIT_DATA, else ../shared/data from the working "
+                        "directory, else beside the repository")
+    p.set_defaults(fn=cmd_datasets)
+    return parser
+
+
+def main(argv=None):
+    """Run one command. Bad input (ValueError, TypeError, a missing file) and a named backend that
+    cannot run (BackendUnavailable) exit with status 2 and one ``error:`` message, no traceback."""
+    from .backends import BackendUnavailable
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, FileNotFoundError, TypeError, BackendUnavailable) as e:
+    except (ValueError, TypeError, OSError, BackendUnavailable) as e:
         parser.exit(2, f"linkexit-fast {args.cmd}: error: {e}\n")
 
 

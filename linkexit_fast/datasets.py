@@ -8,11 +8,12 @@ import io
 import math
 import os
 import pickle
+import re
 import zipfile
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,11 +22,71 @@ import torch
 from .graph import Graph, read_pair_file
 from .validation import check_count, check_index_tensor
 
-__all__ = ["LinkSplit", "load_heart", "load_planetoid", "load_ogbl", "synthetic", "load_dataset",
-           "random_link_split", "data_root", "EdgeSet", "sample_negatives"]
+__all__ = ["LinkSplit", "Negatives", "load_heart", "load_planetoid", "load_ogbl", "synthetic", "load_dataset",
+           "random_link_split", "data_root", "data_root_candidates", "find_datasets", "EdgeSet",
+           "sample_negatives"]
 
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
 OGB_URL = "http://snap.stanford.edu/ogb/data/linkproppred"
+
+
+@dataclass(frozen=True)
+class Negatives:
+    """Which negatives an evaluation set is scored against; every metric is reported with it.
+
+    Attributes:
+        kind: ``"heart"`` (HeaRT's official hard negatives, ``heart_<split>_samples.npy``),
+            ``"heart-sampler"`` (HeaRT-style hard negatives made by this package's sampler,
+            :mod:`linkexit_fast.heart`), ``"random"`` (uniformly random non-edges, the
+            "existing setting"), or ``"unknown"`` (negatives nobody described, e.g. a
+            hand-built :class:`LinkSplit`).
+        source: the file they were read from, or how they were drawn.
+        per_positive: ``K`` of ``[P, K, 2]`` negatives; None for one shared ``[Q, 2]`` set.
+        total: number of negative pairs (``P * K``, or ``Q``).
+    """
+
+    kind: str
+    source: str
+    per_positive: Optional[int]
+    total: int
+
+    KINDS = ("heart", "heart-sampler", "random", "unknown")
+
+    @classmethod
+    def of(cls, kind: str, source, neg: torch.Tensor) -> "Negatives":
+        """The description of ``neg`` (``[P, K, 2]`` or ``[Q, 2]``) of ``kind`` from ``source``."""
+        if kind not in cls.KINDS:
+            raise ValueError(f"negatives kind must be one of {cls.KINDS}, got {kind!r}")
+        k = int(neg.shape[1]) if neg.dim() == 3 else None
+        return cls(kind, str(source), k, int(neg.numel() // 2))
+
+    @property
+    def is_heart(self) -> bool:
+        """Only HeaRT's official hard negatives give numbers comparable with HeaRT's tables."""
+        return self.kind == "heart"
+
+    def label(self) -> str:
+        """One line, e.g. ``random negatives (test_neg.txt), 1 shared set of 455; NOT HeaRT``."""
+        shape = (f"{self.per_positive} per positive" if self.per_positive is not None
+                 else f"1 shared set of {self.total:,}")
+        if self.kind == "heart":
+            return f"HeaRT hard negatives (official file {Path(self.source).name}), {shape}"
+        if self.kind == "heart-sampler":
+            return (f"HeaRT-style hard negatives from linkexit_fast's sampler ({self.source}), {shape}; "
+                    f"not HeaRT's official file")
+        if self.kind == "random":
+            return f"random negatives ({self.source}), {shape}; NOT HeaRT"
+        return f"negatives of unknown origin, {shape}; NOT HeaRT"
+
+    def to_dict(self) -> dict:
+        """JSON form: the fields plus ``label``."""
+        return dict(asdict(self), label=self.label())
+
+
+def _file_negatives(path) -> str:
+    """The kind of a negatives file given by the user: HeaRT's official file name, or (any other
+    name) a file of this package's sampler (``linkexit-fast heart-negatives``)."""
+    return "heart" if re.fullmatch(r"heart_(valid|test)_samples\.npy", Path(path).name) else "heart-sampler"
 
 
 @dataclass
@@ -34,7 +95,9 @@ class LinkSplit:
 
     ``valid_neg``/``test_neg`` are ``[P, K, 2]`` (HeaRT: K negatives per positive) or ``[Q, 2]``
     (the "existing setting": one shared random negative set), or ``None`` when absent;
-    ``missing`` then names the file that was not there.
+    ``missing`` then names the file that was not there. ``negatives`` maps ``"valid"``/``"test"``
+    to the :class:`Negatives` describing them (set by each loader and by :meth:`set_negatives`);
+    read it through :meth:`negatives_of`, which refuses to vouch for a tensor it does not fit.
     """
 
     name: str
@@ -45,26 +108,100 @@ class LinkSplit:
     valid_neg: Optional[torch.Tensor] = None
     test_neg: Optional[torch.Tensor] = None
     missing: Dict[str, str] = field(default_factory=dict)
+    negatives: Dict[str, Negatives] = field(default_factory=dict)
 
     @property
     def heart(self) -> bool:
         return self.valid_neg is not None and self.valid_neg.dim() == 3
 
+    @property
+    def has_heart_protocol(self) -> bool:
+        """A HeaRT dataset (``heart:*``): its numbers are HeaRT numbers only with HeaRT negatives."""
+        return self.name.startswith("heart:")
+
+    def negatives_of(self, which: str) -> Optional[Negatives]:
+        """The description of ``<which>_neg`` (``"valid"`` or ``"test"``), None when there are no
+        negatives; kind ``"unknown"`` when none was recorded or the tensor no longer fits it."""
+        neg = getattr(self, f"{which}_neg")
+        if neg is None:
+            return None
+        desc = self.negatives.get(which)
+        k = int(neg.shape[1]) if neg.dim() == 3 else None
+        if desc is None or desc.per_positive != k or desc.total != neg.numel() // 2:
+            return Negatives.of("unknown", "not recorded", neg)
+        return desc
+
+    def set_negatives(self, which: str, neg, kind: str, source) -> None:
+        """Replace ``<which>_neg`` by ``[P, K, 2]`` negatives ``neg`` of ``kind`` (see
+        :class:`Negatives`) read from or written to ``source``. Raises ValueError unless
+        ``neg`` has one row per ``<which>`` positive and node ids in ``[0, num_nodes)``."""
+        if which not in ("valid", "test"):
+            raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
+        pos = getattr(self, f"{which}_pos")
+        neg = check_index_tensor(neg, f"{which} negatives {source}", shape=(len(pos), None, 2),
+                                 num_nodes=self.graph.num_nodes)
+        setattr(self, f"{which}_neg", neg)
+        self.negatives[which] = Negatives.of(kind, source, neg)
+        self.missing.pop(f"heart_{which}_samples.npy", None)
+        self.missing.pop(f"{which}_neg", None)
+
     def describe(self) -> str:
-        def shape(t):
-            return "missing" if t is None else "x".join(str(s) for s in t.shape)
-        lines = [f"dataset {self.name}: {self.graph.num_nodes:,} nodes, {self.graph.num_edges:,} "
-                 f"training edges, {self.graph.num_features} features",
+        lines = [f"dataset {self.name}: {self.graph.num_nodes:,} nodes, "
+                 f"{self.graph.num_undirected_edges:,} undirected training edges, "
+                 f"{self.graph.num_features} features",
                  f"  positives train/valid/test: {len(self.train_pos):,} / {len(self.valid_pos):,} / "
-                 f"{len(self.test_pos):,}",
-                 f"  negatives valid {shape(self.valid_neg)}, test {shape(self.test_neg)}"]
+                 f"{len(self.test_pos):,}"]
+        for which in ("valid", "test"):
+            desc = self.negatives_of(which)
+            lines.append(f"  {which} negatives: {desc.label() if desc else 'none'}")
         lines += [f"  missing {k}: {v}" for k, v in self.missing.items()]
         return "\n".join(lines)
 
 
+def data_root_candidates(root=None) -> List[Tuple[str, Optional[Path]]]:
+    """The data-root resolution chain as ``(origin, path)``, first applicable first: ``root``
+    (``--data``), else ``$LINKEXIT_DATA``, else ``../shared/data`` from the working directory,
+    then ``../shared/data`` beside this package's repository (a source checkout only). An
+    explicit ``root`` or ``$LINKEXIT_DATA`` is used alone, never silently replaced by a default;
+    a step that does not apply has path None."""
+    env = os.environ.get("LINKEXIT_DATA")
+    chain = [("--data", Path(root) if root else None), ("$LINKEXIT_DATA", Path(env) if env else None)]
+    if root or env:
+        return chain
+    chain.append(("../shared/data from the working directory", Path("../shared/data")))
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "setup.py").exists() or (repo / "pyproject.toml").exists():
+        chain.append(("../shared/data beside the linkexit_fast repository", repo.parent / "shared" / "data"))
+    return chain
+
+
 def data_root(root=None) -> Path:
-    """The data folder: ``root``, else ``$LINKEXIT_DATA``, else ``../shared/data``."""
-    return Path(root or os.environ.get("LINKEXIT_DATA", "../shared/data"))
+    """The data folder: ``root``, else ``$LINKEXIT_DATA``, else the first existing default of
+    :func:`data_root_candidates` (``../shared/data`` from the working directory, then beside the
+    repository), else ``../shared/data`` (which errors then name, with every path tried)."""
+    paths = [p for _, p in data_root_candidates(root) if p is not None]
+    return next((p for p in paths if p.is_dir()), paths[0])
+
+
+def data_resolution(root=None) -> str:
+    """Every data root tried and why, for error messages about missing data."""
+    used = data_root(root)
+    lines = ["data root resolution (the first that applies is used):"]
+    for origin, path in data_root_candidates(root):
+        if path is None:
+            state = "not given" if origin == "--data" else "not set"
+        else:
+            state = f"{path.resolve()} ({'exists' if path.is_dir() else 'absent'})"
+            state += ", used" if path == used else ""
+        lines.append(f"  {origin}: {state}")
+    lines.append("Pass --data DIR (Python: root=DIR) or set LINKEXIT_DATA=DIR; `linkexit-fast datasets` "
+                 "lists what a data root holds.")
+    return "\n".join(lines)
+
+
+def _dataset_not_found(what: str, looked: List[Path], root) -> FileNotFoundError:
+    return FileNotFoundError(f"{what} not found; looked for {' and '.join(map(str, looked))}\n"
+                             f"{data_resolution(root)}")
 
 
 def _require(path: Path) -> Path:
@@ -349,6 +486,10 @@ def load_planetoid(name: str, root=None, download: bool = False) -> LinkSplit:
     folder = data_root(root) / "planetoid" if (data_root(root) / "planetoid").is_dir() else data_root(root)
     if download:
         _planetoid_download(name, folder)
+    if not (folder / f"ind.{name}.x").exists():
+        base = data_root(root)
+        raise _dataset_not_found(f"Planetoid files ind.{name}.*",
+                                 [base / "planetoid" / f"ind.{name}.x", base / f"ind.{name}.x"], root)
     feats, edges, n = _planetoid_features_and_edges(name, folder)
     g = Graph.from_edge_index(edges, num_nodes=n, x=feats)
     empty = torch.empty(0, 2, dtype=torch.int64)
@@ -356,24 +497,45 @@ def load_planetoid(name: str, root=None, download: bool = False) -> LinkSplit:
 
 
 # ---------------------------------------------------------------------- HeaRT
+def read_index_npy(path, shape, num_nodes: Optional[int] = None) -> torch.Tensor:
+    """Node ids from a ``.npy`` file (HeaRT's negatives, or this package's): int64 of ``shape``
+    (``None`` = any size), ids in ``[0, num_nodes)``.
+
+    Never unpickles, and maps the file before reading it, so a header that claims more than the
+    file holds is refused before anything is allocated. Raises ``FileNotFoundError``, or
+    ``ValueError``/``TypeError`` naming the file and the problem (not an array of integral ids,
+    a wrong shape, an id out of range).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"node-id file not found: {path}")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr = np.array(arr)  # a copy no larger than the file
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"cannot read {path} as a .npy array of node ids: {e}") from None
+    return check_index_tensor(arr, path, shape=shape, num_nodes=num_nodes)
+
+
 def load_heart(name: str, root=None) -> LinkSplit:
     """The HeaRT ``dataset/<name>/`` layout; features from ``gnn_feature`` or the Planetoid files."""
     name = name.lower()
     base = data_root(root)
     folder = base / "heart" / name if (base / "heart" / name).is_dir() else base / name
     if not folder.is_dir():
-        raise FileNotFoundError(f"HeaRT dataset folder not found: {folder}")
+        raise _dataset_not_found("HeaRT dataset folder", [base / "heart" / name, base / name], root)
     pos = {s: read_pair_file(_require(folder / f"{s}_pos.txt")) for s in ("train", "valid", "test")}
     missing: Dict[str, str] = {}
-    negs = {}
+    negs, kinds = {}, {}
     for s in ("valid", "test"):
         hard = folder / f"heart_{s}_samples.npy"
         rnd = folder / f"{s}_neg.txt"
         if hard.exists():
-            arr = np.load(hard, allow_pickle=False)
-            negs[s] = check_index_tensor(arr, str(hard), shape=(len(pos[s]), None, 2))
+            negs[s] = read_index_npy(hard, shape=(len(pos[s]), None, 2))
+            kinds[s] = Negatives.of("heart", hard, negs[s])
         elif rnd.exists():
             negs[s] = read_pair_file(rnd)
+            kinds[s] = Negatives.of("random", rnd.name, negs[s])
             missing[f"heart_{s}_samples.npy"] = f"{hard} not found; using random negatives {rnd.name}"
         else:
             negs[s] = None
@@ -394,9 +556,13 @@ def load_heart(name: str, root=None) -> LinkSplit:
     n = int(feats.shape[0]) if feats is not None else int(max(int(p.max()) for p in pos.values() if len(p))) + 1
     for s, p in pos.items():
         check_index_tensor(p, f"{s}_pos of {folder}", shape=(None, 2), num_nodes=n)
+    for s, neg in negs.items():  # ids in range, now that the node count is known
+        if neg is not None:
+            check_index_tensor(neg, f"{s} negatives of {folder}", shape=(None,) * (neg.dim() - 1) + (2,),
+                               num_nodes=n)
     g = Graph.from_edge_index(pos["train"].T, num_nodes=n, x=feats)
     return LinkSplit(f"heart:{name}", g, pos["train"], pos["valid"], pos["test"],
-                     negs["valid"], negs["test"], missing)
+                     negs["valid"], negs["test"], missing, kinds)
 
 
 # ---------------------------------------------------------------------- OGB
@@ -445,6 +611,9 @@ def load_ogbl(name: str, root=None, download: bool = False) -> LinkSplit:
                   base / f"ogbl_{short}")
     if download and not (folder / "raw").is_dir():
         _ogb_download(short, folder)
+    if not (folder / "raw").is_dir():
+        raise _dataset_not_found("OGB dataset folder",
+                                 [base / f"ogbl_{short}" / "raw", base / f"ogbl-{short}" / "raw", base / "raw"], root)
     raw = folder / "raw"
     n_file = _require(raw / "num-node-list.csv.gz")
     import gzip
@@ -461,17 +630,19 @@ def load_ogbl(name: str, root=None, download: bool = False) -> LinkSplit:
         missing["train"] = f"no train split in {sdir}: training positives are raw/edge.csv.gz"
     else:
         train = torch.as_tensor(parts["train"]["edge"])
-    out = {}
+    out, kinds = {}, {}
     for s in ("valid", "test"):
         if parts[s] is None:
             raise FileNotFoundError(f"split file not found: {sdir / (s + '.npz')} or .pt")
         out[s] = check_index_tensor(parts[s]["edge"], f"{s} edge of {sdir}", (None, 2), num_nodes)
         out[s + "_neg"] = (check_index_tensor(parts[s]["edge_neg"], f"{s} edge_neg of {sdir}",
                                               (None, 2), num_nodes) if "edge_neg" in parts[s] else None)
+        if out[s + "_neg"] is not None:  # OGB's official evaluation: one shared random set
+            kinds[s] = Negatives.of("random", f"OGB {sdir.name}/{s} edge_neg", out[s + "_neg"])
     train = check_index_tensor(train, "train edges", (None, 2), num_nodes)
     g = Graph.from_edge_index(train.T, num_nodes=num_nodes)
     return LinkSplit(f"ogbl:{short}", g, train, out["valid"], out["test"], out["valid_neg"],
-                     out["test_neg"], missing)
+                     out["test_neg"], missing, kinds)
 
 
 def _ogb_download(short: str, folder: Path) -> None:
@@ -657,7 +828,11 @@ def _split_edges(name: str, edges: np.ndarray, num_nodes: int, x: Optional[torch
     neg = sample_negatives(EdgeSet(known, num_nodes), n_val + n_test, rng)
     g = Graph.from_edge_index(torch.from_numpy(train_pos.T.copy()), num_nodes=num_nodes, x=x)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
-    return LinkSplit(name, g, t(train_pos), t(valid_pos), t(test_pos), t(neg[:n_val]), t(neg[n_val:]))
+    valid_neg, test_neg = t(neg[:n_val]), t(neg[n_val:])
+    how = f"drawn uniformly for {name}"
+    return LinkSplit(name, g, t(train_pos), t(valid_pos), t(test_pos), valid_neg, test_neg,
+                     negatives={"valid": Negatives.of("random", how, valid_neg),
+                                "test": Negatives.of("random", how, test_neg)})
 
 
 def random_link_split(split: LinkSplit, valid: float = 0.05, test: float = 0.10,
@@ -675,6 +850,76 @@ def random_link_split(split: LinkSplit, valid: float = 0.05, test: float = 0.10,
     held_out = torch.cat([split.valid_pos.reshape(-1, 2), split.test_pos.reshape(-1, 2)]).numpy()
     return _split_edges(f"{split.name}:random{seed}", edges, split.graph.num_nodes, split.graph.x, rng,
                         valid, test, held_out)
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _gz_int(path: Path) -> Optional[int]:
+    import gzip
+    try:
+        with gzip.open(path, "rt") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _planetoid_absent(folder: Path, name: str) -> List[str]:
+    """The Planetoid files of ``name`` missing from ``folder``."""
+    parts = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+    return [f"ind.{name}.{q}" for q in parts if not (folder / f"ind.{name}.{q}").exists()]
+
+
+def find_datasets(root=None) -> List[dict]:
+    """What the data root holds, cheaply (file listings, line counts, OGB's count files; no
+    dataset is loaded): one dict per dataset with ``spec`` (the name :func:`load_dataset` takes),
+    ``folder``, ``facts`` (counts that were cheap to get) and ``lacks`` (what it does not have:
+    features, HeaRT valid/test negatives, ...). The synthetic default is always listed."""
+    base = data_root(root)
+    found: List[dict] = []
+    heart_dirs = sorted(p for p in (base / "heart").glob("*") if (p / "train_pos.txt").exists()) + \
+        sorted(p for p in base.glob("*") if (p / "train_pos.txt").exists())
+    for folder in heart_dirs:
+        name = folder.name.lower()
+        counts = {s: _count_lines(folder / f"{s}_pos.txt") for s in ("train", "valid", "test")
+                  if (folder / f"{s}_pos.txt").exists()}
+        lacks = [f"{s} positives" for s in ("valid", "test") if s not in counts]
+        if not ((folder / "gnn_feature").exists() or not _planetoid_absent(base / "planetoid", name)):
+            lacks.append("features")
+        for s in ("valid", "test"):
+            if not (folder / f"heart_{s}_samples.npy").exists():
+                rnd = (folder / f"{s}_neg.txt").exists()
+                lacks.append(f"HeaRT {s} negatives (heart_{s}_samples.npy)"
+                             + ("; random ones are used" if rnd else "; no negatives at all"))
+        found.append({"spec": f"heart:{name}", "folder": str(folder), "lacks": lacks,
+                      "facts": "positives train/valid/test " + " / ".join(f"{c:,}" for c in counts.values())})
+    planetoid = base / "planetoid" if (base / "planetoid").is_dir() else base
+    for name in sorted({p.name.split(".")[1] for p in planetoid.glob("ind.*.*")}):
+        absent = _planetoid_absent(planetoid, name)
+        found.append({"spec": f"planetoid:{name}", "folder": str(planetoid),
+                      "facts": "no link split: a seeded 85/5/10 random one is made",
+                      "lacks": ([f"{', '.join(absent)} (cannot load)"] if absent else [])
+                      + ["HeaRT split and negatives (random negatives are used)"]})
+    for folder in sorted(p for p in base.glob("ogbl[_-]*") if (p / "raw").is_dir()):
+        short = folder.name[5:]
+        nodes, edges = _gz_int(folder / "raw" / "num-node-list.csv.gz"), _gz_int(folder / "raw" / "num-edge-list.csv.gz")
+        lacks = [] if (folder / "raw" / "node-feat.csv.gz").exists() else ["features"]
+        for s in ("valid", "test"):
+            files = list((folder / "split").glob(f"*/{s}.npz"))
+            if files:
+                with np.load(files[0], allow_pickle=False) as z:
+                    if "edge_neg" not in z.files:
+                        lacks.append(f"official {s} negatives")
+            elif not list((folder / "split").glob(f"*/{s}.pt")):
+                lacks.append(f"{s} split")
+        lacks.append("HeaRT negatives (OGB's official random ones are used)")
+        facts = ", ".join(f"{v:,} {k}" for k, v in (("nodes", nodes), ("training edges", edges)) if v is not None)
+        found.append({"spec": f"ogbl:{short}", "folder": str(folder), "facts": facts, "lacks": lacks})
+    found.append({"spec": "synthetic[:N]", "folder": "(built in)", "lacks": [],
+                  "facts": "degree-corrected SBM with features, N=2000 by default; random negatives"})
+    return found
 
 
 def load_dataset(spec: str, root=None) -> LinkSplit:

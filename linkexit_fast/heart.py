@@ -49,7 +49,7 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
-from .datasets import EdgeSet, LinkSplit
+from .datasets import EdgeSet, LinkSplit, read_index_npy
 from .graph import Graph
 from .validation import check_pairs
 
@@ -66,7 +66,7 @@ def default_eps(graph: Graph) -> float:
     The push work per source is bounded by ``1 / (alpha * eps)`` edge visits, so the looser
     tolerance keeps dense graphs such as ogbl-ddi (average degree 500) tractable.
     """
-    return 1e-7 if graph.num_edges <= 100_000 else 1e-5
+    return 1e-7 if graph.num_undirected_edges <= 100_000 else 1e-5
 
 
 # ---------------------------------------------------------------------- heuristic rows
@@ -360,7 +360,7 @@ def generate_negatives(split: LinkSplit, which: str = "valid", k: int = 500, cn:
     graphs = [graph]
     parts = []
     if which == "test":
-        graphs.append(Graph.from_edge_index(torch.cat([graph.edge_index(), valid.T], 1),
+        graphs.append(Graph.from_edge_index(torch.cat([graph.edge_index, valid.T], 1),
                                             num_nodes=n))
         if mutate:
             parts.append(_Occurrences.of(valid, excl=0, replay=True))
@@ -533,10 +533,4 @@ def save_negatives(negatives: torch.Tensor, path) -> None:
 def load_negatives(path) -> torch.Tensor:
     """Read negatives written by :func:`save_negatives` (or HeaRT's own ``.npy`` files):
     int64 ``[P, K, 2]``."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"negatives file not found: {path}")
-    arr = np.load(path, allow_pickle=False)
-    if arr.ndim != 3 or arr.shape[2] != 2:
-        raise ValueError(f"{path}: negatives must have shape [P, K, 2], got {list(arr.shape)}")
-    return torch.from_numpy(arr.astype(np.int64, copy=False))
+    return read_index_npy(path, shape=(None, None, 2))

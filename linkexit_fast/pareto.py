@@ -2,7 +2,9 @@
 
 Trains (or reuses cached checkpoints of) fixed-depth models at each depth and node/subgraph-exit
 models at the largest depth under both exit semantics, sweeps the inference threshold of the
-early-exit models, and times the engine's full test evaluation for every point.
+early-exit models, and times the engine's full test evaluation for every point. The threshold is
+swept by design (a list, not ``linkexit_fast.predict``'s single default). Every output (pareto.json,
+pareto.md, the plot's title) names the test negatives the MRR was measured against.
 """
 from __future__ import annotations
 
@@ -65,13 +67,19 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
                thresholds=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99), seeds: int = 1, repeats: int = 3,
                backend: str = "auto", train_overrides: Optional[dict] = None,
                eval_positives: Optional[int] = None, progress: bool = True) -> dict:
-    """Run (or resume) the sweep and write ``pareto.{json,md,png}`` into ``out``."""
+    """Run (or resume) the sweep and write ``pareto.{json,md,png}`` into ``out``.
+
+    Cached points measured against other test negatives (or before negatives were recorded) are
+    measured again, so one sweep never mixes negatives."""
     from .cli import train_checkpoint
     out = Path(out)
     (out / "points").mkdir(parents=True, exist_ok=True)
     if split.test_neg is None:
         raise ValueError(f"{split.name} has no test negatives; pass --test-negatives")
     pos, neg, pairs = eval_pairs(split, eval_positives)
+    negatives = split.negatives_of("test").to_dict()
+    if len(pos) < len(split.test_pos):
+        negatives["label"] += f"; a seeded subsample of {len(pos):,} of {len(split.test_pos):,} positives"
     grid = model_grid(backbones, layers)
     jobs = [(spec, seed) for spec in grid for seed in range(seeds)]
     raw: List[dict] = []
@@ -93,8 +101,10 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
         for thr in (thresholds if spec["exit"] != "none" else (1.0,)):
             cache = out / "points" / f"{name}_t{thr}.json"
             if cache.exists():
-                raw.append(json.loads(cache.read_text()))
-                continue
+                point = json.loads(cache.read_text())
+                if point.get("negatives") == negatives["label"]:
+                    raw.append(point)
+                    continue
             seconds, scores = median_time(lambda: predict(split.graph, pairs, threshold=thr, model=model,
                                                           backend=backend), repeats)
             _, stats = predict(split.graph, pairs, threshold=thr, model=model, backend=backend,
@@ -105,14 +115,16 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
                          flops_gnn=stats.flops_gnn, flops_paper=stats.flops_paper,
                          flops_dense=stats.flops_dense, time_gnn=stats.time_gnn,
                          time_decoder=stats.time_decoder, backend=stats.backend,
-                         mean_exit_layer=float(stats.exit_layer.float().mean()))
+                         mean_exit_layer=float(stats.exit_layer.float().mean()),
+                         negatives=negatives["label"])
             cache.write_text(json.dumps(point))
             raw.append(point)
     points = _average_over_seeds(raw)
     for cost in ("seconds", "flops_gnn"):
         for p, f in zip(points, frontier(points, cost)):
             p[f"frontier_{cost}"] = f
-    result = {"dataset": split.name, "test_pairs": len(pairs), "test_positives": len(pos),
+    result = {"dataset": split.name, "negatives": negatives, "thresholds_swept": list(thresholds),
+              "test_pairs": len(pairs), "test_positives": len(pos),
               "seeds": seeds, "repeats": repeats, "points": points, "runs": raw,
               "dominance": dominance(points)}
     (out / "pareto.json").write_text(json.dumps(result, indent=1))
@@ -159,10 +171,13 @@ def label(p: dict) -> str:
 
 
 def write_markdown(result: dict, path: Path) -> None:
+    neg = result.get("negatives", {}).get("label", "negatives not recorded; NOT known to be HeaRT")
     lines = [f"# Pareto frontier on {result['dataset']}", "",
+             f"Test MRR against: **{neg}**.", "",
              f"{result['test_positives']:,} test positives, {result['test_pairs']:,} pairs scored per "
              f"evaluation; {result['seeds']} seed(s); wall-clock is the median of {result['repeats']} "
-             "full test evaluations by the engine.", "",
+             "full test evaluations by the engine. Early-exit models are swept over exit thresholds "
+             f"{', '.join(map(str, result.get('thresholds_swept', [])))}; fixed-depth models run at 1.0.", "",
              "MACs: `engine GNN` is what the engine computed in the GNN stage (Eq. 6 over the nodes and "
              "edges it touched, plus exit heads and input transform), `total` adds the decoder, `paper` is "
              "the paper's Eq. 6 for the same forward (all non-exited nodes). The FLOPs frontier uses engine GNN MACs.", "",
@@ -203,8 +218,10 @@ def plot(result: dict, path: Path) -> None:
                 label="frontier", linewidth=1)
         ax.set(xlabel=xlabel, ylabel="test MRR (%)", xscale="log")
         ax.grid(alpha=0.3)
+    neg = result.get("negatives", {}).get("label", "negatives not recorded; NOT known to be HeaRT")
     axes[0].set_title(f"{result['dataset']}: quality vs measured time")
     axes[1].set_title("quality vs compute")
+    fig.suptitle(f"test MRR against {neg}", fontsize=8)
     axes[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

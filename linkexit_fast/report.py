@@ -2,18 +2,41 @@
 AUROC per resolution layer; JSON plus matplotlib figures."""
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
 
 from .checkpoint import Predictor
-from .datasets import LinkSplit
+from .datasets import LinkSplit, Negatives
 from .engine import paper_flops, predict
 from .evaluate import flatten_eval_pairs, split_scores
 from .metrics import evaluate_scores
+
+# The one default exit threshold of eval, reports and the CLI: linkexit_fast.predict's own.
+DEFAULT_THRESHOLD: float = inspect.signature(predict).parameters["threshold"].default
+
+
+def negatives_label(negatives: Union[Negatives, dict, None]) -> str:
+    """The label of a :class:`~linkexit_fast.datasets.Negatives` (or its ``to_dict()``); reports
+    written before negatives were recorded get an explicit "not recorded" label."""
+    if isinstance(negatives, Negatives):
+        return negatives.label()
+    if isinstance(negatives, dict) and "label" in negatives:
+        return negatives["label"]
+    return "negatives not recorded; NOT known to be HeaRT"
+
+
+def metrics_line(part: str, metrics: dict, negatives: Union[Negatives, dict, None]) -> str:
+    """One console line: ``test MRR 0.3412, hits@10 ... (random negatives (...), 1 shared set of
+    455; NOT HeaRT)``; MRR first, values as fractions."""
+    keys = sorted(metrics, key=lambda k: k != "mrr")  # stable: the rest keep their order
+    vals = ", ".join(f"{'MRR' if k == 'mrr' else k} {metrics[k]:.4f}" for k in keys
+                     if isinstance(metrics[k], (int, float)))
+    return f"{part} {vals} ({negatives_label(negatives)})"
 
 
 def _auroc(pos: np.ndarray, neg: np.ndarray) -> Optional[float]:
@@ -23,9 +46,12 @@ def _auroc(pos: np.ndarray, neg: np.ndarray) -> Optional[float]:
     return float(existing_metrics(torch.from_numpy(pos), torch.from_numpy(neg))["auc"])
 
 
-def eval_report(pred: Predictor, split: LinkSplit, threshold: float = 0.5, backend: str = "auto",
-                which=("valid", "test")) -> dict:
-    """Everything the ``eval`` command writes, as a JSON-able dict."""
+def eval_report(pred: Predictor, split: LinkSplit, threshold: float = DEFAULT_THRESHOLD,
+                backend: str = "auto", which=("valid", "test")) -> dict:
+    """Everything the ``eval`` command writes, as a JSON-able dict: per evaluated split its
+    ``metrics`` beside the ``negatives`` they were scored against (a
+    :meth:`~linkexit_fast.datasets.Negatives.to_dict`), at exit ``threshold`` (default:
+    ``linkexit_fast.predict``'s)."""
     model, graph = pred.model, split.graph
     c = model.config
     out: Dict[str, object] = {"config": c.to_dict(), "threshold": threshold, "dataset": split.name}
@@ -57,7 +83,7 @@ def eval_report(pred: Predictor, split: LinkSplit, threshold: float = 0.5, backe
         for l in range(L + 1):
             sel = layer == l
             auroc[l] = _auroc(scores[sel & labels].numpy(), scores[sel & ~labels].numpy())
-        out[part] = {"metrics": metrics, "pairs": len(pairs),
+        out[part] = {"metrics": metrics, "negatives": split.negatives_of(part).to_dict(), "pairs": len(pairs),
                      "resolved_fraction_per_layer": res_frac.tolist(),
                      "auroc_per_resolution_layer": auroc,
                      "engine": {k_: v for k_, v in st.as_dict().items()
@@ -95,6 +121,10 @@ def plot_report(report: dict, out_dir: Path) -> List[Path]:
             ax.plot(range(len(per)), np.cumsum(per), "s-", label=f"engine ({part} pairs)")
     ax.set(xlabel="layer", ylabel="cumulative MACs", title="Compute per layer", yscale="log")
     ax.legend()
+    fig.suptitle(f"{report.get('dataset', '')}, exit threshold {report['threshold']}: " + "; ".join(
+        f"{part} MRR {report[part]['metrics'].get('mrr', float('nan')):.4f} vs "
+        f"{negatives_label(report[part].get('negatives'))}" for part in ("valid", "test") if part in report),
+        fontsize=8)
     fig.tight_layout()
     path = out_dir / "report.png"
     fig.savefig(path, dpi=110)
@@ -114,22 +144,29 @@ def compare(reports: Dict[str, dict], out_dir: Path) -> List[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = ["| model | backbone | exit | semantics | L | test MRR | Hits@10 | mean exit layer | Eq. 6 MACs |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | backbone | exit | semantics | L | threshold | test MRR | Hits@10 | negatives | "
+            "mean exit layer | Eq. 6 MACs |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(6, 4))
     fixed = {n: r for n, r in reports.items() if r["config"]["exit"] == "none" and "valid" in r}
     if fixed:  # the oracle of the paper's Fig. 4: the fixed depth with the best validation MRR
         best = max(fixed, key=lambda n: fixed[n]["valid"]["metrics"].get("mrr", 0.0))
         reports = dict(reports, **{f"oracle (= {best})": fixed[best]})
+    labels = set()
     for name, r in reports.items():
         c = r["config"]
-        t = r.get("test", r.get("valid", {})).get("metrics", {})
+        part = "test" if "test" in r else "valid"  # a report without a test split shows validation
+        t = r.get(part, {}).get("metrics", {})
+        neg = f"{part}: {negatives_label(r.get(part, {}).get('negatives'))}"
+        labels.add(neg)
         mrr = t.get("mrr", float("nan"))
         rows.append(f"| {name} | {c['backbone']} | {c['exit']} | {c['semantics']} | {c['layers']} | "
-                    f"{100 * mrr:.2f} | {100 * t.get('hits@10', float('nan')):.2f} | "
+                    f"{r.get('threshold', 'not recorded')} | {100 * mrr:.2f} | "
+                    f"{100 * t.get('hits@10', float('nan')):.2f} | {neg} | "
                     f"{r['mean_exit_layer']:.2f} | {r['flops_paper']:.3g} |")
         ax.scatter(r["flops_paper"], 100 * mrr, label=name)
-    ax.set(xlabel="Eq. 6 MACs (GNN)", ylabel="test MRR (%)", xscale="log", title="Checkpoints compared")
+    title = labels.pop() if len(labels) == 1 else "MIXED negatives: see compare.md; not comparable"
+    ax.set(xlabel="Eq. 6 MACs (GNN)", ylabel="test MRR (%)", xscale="log")
+    ax.set_title(f"Checkpoints compared\n{title}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "compare.png", dpi=110)

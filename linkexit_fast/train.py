@@ -32,6 +32,12 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainConfig:
+    """Training settings. ``eval_threshold`` (0.5) is the exit threshold of the validation (and
+    the CLI's test) evaluation during training: the mode of the exit policy whose Gumbel-Softmax
+    samples training draws, so model selection does not depend on a serving choice. It differs on
+    purpose from ``linkexit_fast.predict``'s default (0.9), the speed/quality knob of serving;
+    ``linkexit-fast train`` prints and stores both."""
+
     lr: float = 0.01
     weight_decay: float = 1e-7
     epochs: int = 500
@@ -146,9 +152,15 @@ def train(model: EarlyExitLinkPredictor, split: LinkSplit, cfg: TrainConfig = Tr
         if bad >= cfg.patience:
             stopped = f"early stop after {cfg.patience} evaluations without improvement"
             break
-        if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
-            stopped = f"time limit of {cfg.max_minutes} min"
-            break
+        if cfg.max_minutes is not None:
+            elapsed, cap = time.time() - start, 60 * cfg.max_minutes
+            if elapsed > cap:
+                stopped = f"time limit of {cfg.max_minutes} min"
+                break
+            # Size the bar to the epochs the time cap allows (another epoch starts while under the
+            # cap), so its total and ETA show where training will really stop, not cfg.epochs.
+            bar.total = min(cfg.epochs, epoch + 1 + int((cap - elapsed) / (elapsed / epoch)))
+            bar.refresh()
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -27,7 +27,7 @@ def test_heart_citeseer():
 
 def test_planetoid_cora():
     s = load_planetoid("cora", require_data())
-    assert (s.graph.num_nodes, s.graph.num_edges, s.graph.num_features) == (2708, 5278, 1433)
+    assert (s.graph.num_nodes, s.graph.num_undirected_edges, s.graph.num_features) == (2708, 5278, 1433)
 
 
 def test_planetoid_spec_gets_a_seeded_random_split():
@@ -38,7 +38,7 @@ def test_planetoid_spec_gets_a_seeded_random_split():
     key = lambda t: set((t.min(1).values * n + t.max(1).values).tolist())  # noqa: E731
     parts = [key(s.train_pos), key(s.valid_pos), key(s.test_pos)]
     assert set.union(*parts) == key(full.train_pos) and sum(map(len, parts)) == 5278  # a partition
-    assert s.graph.num_edges == 4488  # the graph holds the training edges only
+    assert s.graph.num_undirected_edges == 4488  # the graph holds the training edges only
     assert torch.equal(load_dataset("planetoid:cora", require_data()).test_pos, s.test_pos)
     assert not torch.equal(random_link_split(full, seed=1).test_pos, s.test_pos)
     with pytest.raises(ValueError, match="valid and test"):

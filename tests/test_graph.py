@@ -21,13 +21,17 @@ def test_from_edge_index_is_symmetric_sorted_dedup(n, e, seed):
     dense[ei[0], ei[1]] = True
     dense |= dense.T.clone()
     dense.fill_diagonal_(False)
-    assert g.num_edges == int(dense.sum()) // 2
+    assert g.num_undirected_edges == int(dense.sum()) // 2 and g.num_edges == int(dense.sum())
     rebuilt = torch.zeros(n, n, dtype=torch.bool)
     rebuilt[g.row, g.col] = True
     assert torch.equal(rebuilt, dense)
     keys = g.row * n + g.col
     assert torch.all(keys[1:] > keys[:-1])  # sorted, no duplicates
     assert g.num_self_loops_removed == int((ei[0] == ei[1]).sum())
+    inp = torch.zeros(n, n, dtype=torch.bool)
+    inp[ei[0], ei[1]] = True
+    inp.fill_diagonal_(False)
+    assert g.num_reverse_edges_added == int((inp & ~inp.T).sum())  # pairs whose reverse was absent
 
 
 def test_normalisations():
@@ -69,7 +73,7 @@ def test_all_formats_give_the_same_graph(tmp_path):
 def test_remove_edges():
     g = Graph.from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 3]]), num_nodes=4)
     h = g.remove_edges(torch.tensor([[2, 1]]))
-    assert h.num_edges == 2 and 2 not in h.neighbors(1).tolist()
+    assert h.num_undirected_edges == 2 and 2 not in h.neighbors(1).tolist()
 
 
 @pytest.mark.parametrize("bad, exc, msg", [
@@ -107,7 +111,7 @@ def test_directly_built_graph_is_validated(rowptr, col, n, msg):
     refused before any kernel indexes with it."""
     with pytest.raises(ValueError, match=msg):
         Graph(torch.tensor(rowptr), torch.tensor(col), n)
-    assert Graph(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), 2).num_edges == 1
+    assert Graph(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), 2).num_undirected_edges == 1
 
 
 def test_bad_files(tmp_path):
@@ -121,3 +125,43 @@ def test_bad_files(tmp_path):
     bad.write_text("0 1\n1 x\n")
     with pytest.raises(ValueError, match="non-integer node id"):
         Graph.from_edgelist_file(bad)
+
+
+# ---------------------------------------------------------------------------- PyG habits
+def test_counts_and_edge_index_match_pyg():
+    """``edge_index`` is a property and ``num_edges`` counts as PyG does (directed entries)."""
+    from conftest import require_optional
+    try:
+        from torch_geometric.data import Data
+        from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
+    except ImportError:
+        require_optional(False, "torch_geometric")
+    ei = _edges(40, 120, 3)
+    g = Graph.from_edge_index(ei, num_nodes=40)
+    want, _ = remove_self_loops(coalesce(to_undirected(ei, num_nodes=40), num_nodes=40))
+    assert torch.equal(g.edge_index, want)  # both sorted by row then column
+    assert g.num_edges == Data(edge_index=want, num_nodes=40).num_edges == want.shape[1]
+    assert g.num_undirected_edges * 2 == g.num_edges
+    data = g.with_features(torch.ones(40, 3)).to_pyg()
+    assert isinstance(data, Data) and data.num_nodes == 40 and data.num_edges == g.num_edges
+    assert torch.equal(data.edge_index, want) and data.x.shape == (40, 3)
+    assert Graph.from_any(data).num_edges == g.num_edges  # the round trip keeps every edge
+
+
+def test_describe_reports_what_construction_changed():
+    # 0->1 and 1->0 given both ways, 1->2 and 3->2 one way, one self-loop and one duplicate
+    g = Graph.from_edge_index(torch.tensor([[0, 1, 1, 3, 2, 1], [1, 0, 2, 2, 2, 2]]), num_nodes=5)
+    assert (g.num_edges, g.num_undirected_edges) == (6, 3)
+    assert (g.num_self_loops_removed, g.num_reverse_edges_added) == (1, 2)
+    text = g.describe()
+    assert "5 nodes, 6 directed edges (3 undirected" in text and "no node features" in text
+    assert "1 self-loops removed" in text and "2 edges given in one direction only" in text
+    assert "\n" not in text
+
+
+def test_to_pyg_without_pyg_says_so(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "torch_geometric", None)
+    monkeypatch.setitem(sys.modules, "torch_geometric.data", None)
+    with pytest.raises(ImportError, match="needs torch_geometric"):
+        Graph.from_edge_index(torch.tensor([[0], [1]])).to_pyg()

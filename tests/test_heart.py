@@ -282,9 +282,9 @@ def test_save_and_load_roundtrip(tmp_path):
     back = load_negatives(path)
     assert back.dtype == torch.int64 and torch.equal(back, neg)
     np.save(tmp_path / "bad.npy", np.zeros((3, 4), dtype=np.int64))
-    with pytest.raises(ValueError, match=r"shape \[P, K, 2\], got \[3, 4\]"):
+    with pytest.raises(ValueError, match=r"must have shape \[\*, \*, 2\], got \[3, 4\]"):
         load_negatives(tmp_path / "bad.npy")
-    with pytest.raises(FileNotFoundError, match="negatives file not found"):
+    with pytest.raises(FileNotFoundError, match="node-id file not found"):
         load_negatives(tmp_path / "missing.npy")
     with pytest.raises(ValueError, match=r"shape \[P, K, 2\], got \[2, 3\]"):
         save_negatives(torch.zeros(2, 3, dtype=torch.int64), tmp_path / "x.npy")

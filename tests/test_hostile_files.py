@@ -178,7 +178,7 @@ def test_valid_planetoid_files_still_load():
     real = require_data("planetoid")
     from linkexit_fast.datasets import load_planetoid
     s = load_planetoid("cora", real.parent)
-    assert (s.graph.num_nodes, s.graph.num_edges, s.graph.num_features) == (2708, 5278, 1433)
+    assert (s.graph.num_nodes, s.graph.num_undirected_edges, s.graph.num_features) == (2708, 5278, 1433)
 
 
 def ogb_pickle(obj) -> bytes:
@@ -270,3 +270,34 @@ def test_mutated_csr_pickles_load_consistently_or_raise(tmp_path):
     """, timeout=240)
     assert proc.returncode == 0 and "fuzz ok" in proc.stdout, (
         f"return code {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+
+
+# ---------------------------------------------------------------------------- .npy node-id files
+def _npy_header(shape) -> bytes:
+    """A version-1 .npy header for int64 of ``shape``, padded as numpy pads it."""
+    text = f"{{'descr': '<i8', 'fortran_order': False, 'shape': {tuple(shape)}, }}"
+    text += " " * (118 - len(text)) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode()
+
+
+@pytest.mark.parametrize("name, content, error", [
+    ("non-integral ids", np.full((3, 4, 2), 0.5), "must hold integer node ids"),
+    ("negative ids", np.full((3, 4, 2), -1), "negative node id -1"),
+    ("object dtype", np.array([[[1, 2]]], dtype=object), "cannot read"),
+    ("wrong shape", np.zeros((3, 2), np.int64), "must have shape"),
+    # a header claiming 10**12 x 500 pairs over 64 bytes: refused before any allocation
+    ("lying header", _npy_header((10**12, 500, 2)) + b"\0" * 64, "mmap length is greater than file size"),
+    ("truncated", b"\x93NUMPY\x01\x00", "cannot read"),
+])
+def test_hostile_negatives_files_raise_value_error(tmp_path, name, content, error):
+    from linkexit_fast.heart import load_negatives
+    path = tmp_path / "negatives.npy"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        np.save(path, content, allow_pickle=True)  # the reader must still refuse the pickle
+    with pytest.raises((ValueError, TypeError), match=error):
+        load_negatives(path)
+    with pytest.raises((ValueError, TypeError), match=error):  # the HeaRT loader's path to the same reader
+        from linkexit_fast.datasets import read_index_npy
+        read_index_npy(path, shape=(None, None, 2))

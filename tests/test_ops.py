@@ -20,7 +20,7 @@ def test_pyg_layer_loop_delegates_to_ops():
         x, ref = graph.x, graph.x
         for i, conv in enumerate(convs):
             x = ops.gcn_aggregate(graph.rowptr, graph.col, conv.lin(x), backend=backend) + conv.bias
-            ref = conv(ref, graph.edge_index())
+            ref = conv(ref, graph.edge_index)
             if i == 0:
                 x, ref = torch.relu(x), torch.relu(ref)
         assert torch.allclose(x, ref, atol=1e-5), backend
