@@ -18,10 +18,8 @@ at::Tensor score_pairs(const at::Tensor& z, const at::Tensor& u, const at::Tenso
   return op.call(z, u, v, weights, biases, block);
 }
 
-void check_score_pairs_args(const at::Tensor& z, const at::Tensor& u, const at::Tensor& v,
-                            at::TensorList weights, at::TensorList biases,
-                            std::optional<int64_t> block) {
-  at::CheckedFrom c = "score_pairs";
+void check_pair_inputs(at::CheckedFrom c, const at::Tensor& z, const at::Tensor& u,
+                       const at::Tensor& v) {
   at::TensorArg z_arg{z, "z", 1}, u_arg{u, "u", 2}, v_arg{v, "v", 3};
   at::checkAllDefined(c, {z_arg, u_arg, v_arg});
   at::checkDim(c, z_arg, 2);
@@ -31,6 +29,14 @@ void check_score_pairs_args(const at::Tensor& z, const at::Tensor& u, const at::
   at::checkScalarType(c, u_arg, at::kLong);
   at::checkSameType(c, u_arg, v_arg);
   at::checkSameNumel(c, u_arg, v_arg);
+}
+
+void check_score_pairs_args(const at::Tensor& z, const at::Tensor& u, const at::Tensor& v,
+                            at::TensorList weights, at::TensorList biases,
+                            std::optional<int64_t> block) {
+  at::CheckedFrom c = "score_pairs";
+  check_pair_inputs(c, z, u, v);
+  at::TensorArg z_arg{z, "z", 1};
   TORCH_CHECK(!block.has_value() || *block > 0, "score_pairs: block must be positive; got ",
               block.value_or(0));
   TORCH_CHECK(!weights.empty() && weights.size() == biases.size(), "score_pairs: needs one bias "

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/TensorUtils.h>
 
 #include <optional>
 
@@ -15,6 +16,11 @@ namespace ops {
 at::Tensor score_pairs(const at::Tensor& z, const at::Tensor& u, const at::Tensor& v,
                        at::TensorList weights, at::TensorList biases,
                        std::optional<int64_t> block);
+
+// The checks every pair scorer makes of its gathered inputs: z [n, m] float32, u and v [P] int64
+// (op names the scorer in the messages).
+void check_pair_inputs(at::CheckedFrom op, const at::Tensor& z, const at::Tensor& u,
+                       const at::Tensor& v);
 
 // Shape and dtype checks; every kernel calls them first (Python reaches the kernel through
 // the dispatcher, not through `score_pairs` above). The kernel checks the values of u and v

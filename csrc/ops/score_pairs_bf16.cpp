@@ -1,4 +1,5 @@
 #include "score_pairs_bf16.h"
+#include "score_pairs.h"
 
 #include <ATen/TensorUtils.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -23,15 +24,9 @@ void check_score_pairs_bf16_args(const at::Tensor& z, const at::Tensor& u, const
                                  at::TensorList hidden, at::TensorList biases,
                                  const at::Tensor& last, at::TensorList bound_vectors) {
   at::CheckedFrom c = "score_pairs_bf16";
-  at::TensorArg z_arg{z, "z", 1}, u_arg{u, "u", 2}, v_arg{v, "v", 3}, last_arg{last, "last", 6};
-  at::checkAllDefined(c, {z_arg, u_arg, v_arg, last_arg});
-  at::checkDim(c, z_arg, 2);
-  at::checkDim(c, u_arg, 1);
-  at::checkDim(c, v_arg, 1);
-  at::checkScalarType(c, z_arg, at::kFloat);
-  at::checkScalarType(c, u_arg, at::kLong);
-  at::checkSameType(c, u_arg, v_arg);
-  at::checkSameNumel(c, u_arg, v_arg);
+  check_pair_inputs(c, z, u, v);
+  at::TensorArg last_arg{last, "last", 6};
+  at::checkAllDefined(c, {last_arg});
   const size_t L = hidden.size() + 1;
   TORCH_CHECK(biases.size() == L && bound_vectors.size() == L, "score_pairs_bf16: needs one bias "
               "and one bound vector per layer (", L, " layers); got ", biases.size(), " biases and ",
