@@ -841,10 +841,16 @@ def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9
     last part's bounds). Other arguments and errors as in :func:`predict`.
     """
     graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size, precision)
-    if backend == "reference":  # the dense forward does not depend on the pairs
+    if backend == "reference":  # the dense forward does not depend on the pairs: run it once
+        for part in chunks():  # every part checked before the first score, as below
+            check_pairs(part, graph.num_nodes)
+        with torch.no_grad(), _eval_mode(model):
+            z = model(graph, mode=model.eval_mode, threshold=threshold).z
         for part in chunks():
             pairs = check_pairs(part, graph.num_nodes)
-            yield pairs, predict(graph, pairs, threshold, model=model, backend=backend, batch_size=batch_size)
+            with torch.no_grad():
+                scores = _score_chunks(pairs, batch_size or REFERENCE_CHUNK, lambda p: model.score(z, p))[0]
+            yield pairs, scores
         return
     stats = stats if stats is not None else EngineStats(backend=backend, threshold=threshold)
     stats.threshold = threshold

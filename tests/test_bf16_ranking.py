@@ -222,12 +222,8 @@ def test_denormal_embeddings_take_the_fp32_path():
 def test_exact_heart_metrics_matches_predict(force_fp32, backend):
     """End to end on a small random model: same metrics as ``predict`` + ``heart_metrics``."""
     import linkexit_fast as lf
-    g = torch.Generator().manual_seed(0)
     n = 300
-    ei = torch.randint(0, n, (2, 1500), generator=g)
-    graph = Graph.from_any(torch.cat([ei, ei.flip(0)], 1))
-    torch.manual_seed(0)
-    model = EarlyExitLinkPredictor(ModelConfig(0, n, hidden=32, layers=3, predictor_layers=3)).eval()
+    graph, model, g = _small_model(seed=0, n=n, edges=1500)
     pos = torch.randint(0, n, (30, 2), generator=g)
     neg = torch.randint(0, n, (30, 50, 2), generator=g)
     neg[:, :5] = pos[:, None]
@@ -240,19 +236,25 @@ def test_exact_heart_metrics_matches_predict(force_fp32, backend):
         exact_heart_metrics(model, graph, pos, neg[:, 0], 0.7)
 
 
-def _small_model():
-    g = torch.Generator().manual_seed(1)
-    n = 200
-    ei = torch.randint(0, n, (2, 1000), generator=g)
+def _small_model(seed: int = 1, n: int = 200, edges: int = 1000):
+    """(graph, untrained embedding model with a 3-layer scorer, the generator that drew the graph,
+    for further draws)."""
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, edges), generator=g)
     graph = Graph.from_any(torch.cat([ei, ei.flip(0)], 1))
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     model = EarlyExitLinkPredictor(ModelConfig(0, n, hidden=32, layers=3, predictor_layers=3)).eval()
-    return graph, model, torch.randint(0, n, (500, 2), generator=g)
+    return graph, model, g
+
+
+def _small_case():
+    graph, model, g = _small_model()
+    return graph, model, torch.randint(0, 200, (500, 2), generator=g)
 
 
 def test_predict_bf16_within_its_bound():
     import linkexit_fast as lf
-    graph, model, pairs = _small_model()
+    graph, model, pairs = _small_case()
     want = lf.predict(graph, pairs, 0.7, model=model)
     got, stats = lf.predict(graph, pairs, 0.7, model=model, precision="bf16", return_stats=True)
     assert stats.score_bound.shape == (500,) and "score_bound" not in stats.as_dict()
@@ -268,7 +270,7 @@ def test_predict_bf16_within_its_bound():
 
 def test_embeddings_match_the_reference_forward():
     import linkexit_fast as lf
-    graph, model, pairs = _small_model()
+    graph, model, pairs = _small_case()
     nodes = pairs.reshape(-1)
     z, rows = lf.embeddings(graph, nodes, 0.7, model=model)
     z_ref, rows_ref = lf.embeddings(graph, nodes, 0.7, model=model, backend="reference")

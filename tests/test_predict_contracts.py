@@ -127,12 +127,13 @@ def test_chunked_scoring_matches_reference(monkeypatch, exit, semantics):
                 assert stats.pairs_resolved == want[:ran - 1] + [sum(want[ran - 1:])]
 
 
-def test_predict_chunks_equals_one_call():
+@pytest.mark.parametrize("backend", ["torch", "reference"])
+def test_predict_chunks_equals_one_call(backend):
     pairs = torch.randint(0, N, (90, 2), generator=torch.Generator().manual_seed(2))
     parts = [pairs[:13], pairs[13:13], pairs[13:60], pairs[60:]]
     ref, _ = reference_scores(MODEL, GRAPH, pairs, threshold=0.6)
-    whole = lf.predict(GRAPH, pairs, 0.6, model=MODEL, backend="torch")
-    streamed = list(engine.predict_chunks(GRAPH, lambda: iter(parts), 0.6, model=MODEL, backend="torch"))
+    whole = lf.predict(GRAPH, pairs, 0.6, model=MODEL, backend=backend)
+    streamed = list(engine.predict_chunks(GRAPH, lambda: iter(parts), 0.6, model=MODEL, backend=backend))
     assert [p.shape[0] for p, _ in streamed] == [13, 0, 47, 30]
     assert torch.equal(torch.cat([p for p, _ in streamed]), pairs)
     scores = torch.cat([s for _, s in streamed])
@@ -141,9 +142,10 @@ def test_predict_chunks_equals_one_call():
     torch.testing.assert_close(scores, whole, atol=1e-6, rtol=0)
 
 
-def test_predict_chunks_checks_every_part_before_the_first_score():
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_predict_chunks_checks_every_part_before_the_first_score(backend):
     parts = [torch.tensor([[0, 1]]), torch.tensor([[0, N]])]
-    gen = engine.predict_chunks(GRAPH, lambda: iter(parts), model=MODEL)
+    gen = engine.predict_chunks(GRAPH, lambda: iter(parts), model=MODEL, backend=backend)
     with pytest.raises(ValueError, match=f"node id {N}, out of range"):
         next(gen)
 
