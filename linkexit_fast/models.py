@@ -34,6 +34,8 @@ CONTINUE, EXIT = 0, 1
 # Deepest model accepted: far past the paper's deepest (L = 15), and a bound on the work and the
 # [L, N] buffers a checkpoint's config can demand where no stored tensor reflects the depth.
 MAX_LAYERS = 256
+# Deepest link scorer accepted (HeaRT's MLP scorer has 2 or 3 layers).
+MAX_PREDICTOR_LAYERS = 64
 SPARSE_FEATURE_DENSITY = 0.05  # below this share of non-zeros a sparse X W pays off (CiteSeer: 0.9 %)
 
 
@@ -44,7 +46,7 @@ class ModelConfig:
     Checked on construction, since checkpoints feed it from untrusted JSON: ``in_channels`` is an
     int >= 0; ``num_nodes``, ``hidden``, ``layers``, ``predictor_layers`` and ``exit_hidden`` are
     ints >= 1 (``bool`` is not an int here; numpy ints are converted), ``layers`` at most
-    :data:`MAX_LAYERS`; ``dropout`` is a real in
+    :data:`MAX_LAYERS` and ``predictor_layers`` at most :data:`MAX_PREDICTOR_LAYERS`; ``dropout`` is a real in
     [0, 1]; ``tau0`` and ``sas_step`` are finite reals; ``backbone``, ``exit`` and ``semantics``
     are one of :data:`BACKBONES`, :data:`EXIT_MODES`, :data:`SEMANTICS`. Anything else raises a
     ``ValueError`` naming the field.
@@ -73,10 +75,12 @@ class ModelConfig:
                 kind = "a positive int" if minimum else "an int >= 0"
                 raise ValueError(f"config field {name} must be {kind}, got {reprlib.repr(value)}")
             setattr(self, name, int(value))
-        if self.layers > MAX_LAYERS:
-            # SAS-GNN shares its weights across layers: no stored tensor bounds its depth, so a
-            # checkpoint could otherwise ask for 10**7 layers (each a pass, and an [L, N] buffer).
-            raise ValueError(f"config field layers must be at most {MAX_LAYERS}, got {self.layers}")
+        # SAS-GNN shares its weights across layers: no stored tensor bounds its depth, so a
+        # checkpoint could otherwise ask for 10**7 layers (each a pass, and an [L, N] buffer); and
+        # a config's module counts must stay small enough to build before its tensors are read.
+        for name, cap in (("layers", MAX_LAYERS), ("predictor_layers", MAX_PREDICTOR_LAYERS)):
+            if getattr(self, name) > cap:
+                raise ValueError(f"config field {name} must be at most {cap}, got {getattr(self, name)}")
         for name, low, high in (("dropout", 0.0, 1.0), ("tau0", -math.inf, math.inf),
                                 ("sas_step", -math.inf, math.inf)):
             value = getattr(self, name)
