@@ -121,16 +121,21 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    lines = ["# Exact HeaRT ranking with a bf16 scorer", "",
+    lines = ["# Exact HeaRT-protocol ranking with a bf16 scorer", "",
              f"`{result['command']}` on {result['machine']['cpu']} (bf16 ISA: {result['machine']['bf16_isa']}, "
              f"{result['machine']['threads']} threads, torch {torch.__version__}; a shared machine: "
              f"`uptime` before: {load_before}; after: {result['machine']['load_after']}).", "",
-             f"CiteSeer HeaRT test ({len(pos)} x {neg.shape[1]} pairs), end to end, median of {args.rounds} "
-             "interleaved rounds:", "",
+             f"CiteSeer test ({len(pos)} positives x {neg.shape[1]} HeaRT-style hard negatives from "
+             "linkexit_fast's sampler, not HeaRT's official file; exit threshold "
+             f"{THRESHOLD}), end to end, median of {args.rounds} interleaved rounds; baseline: the "
+             "`reference` backend (dense forward, gather-then-MLP) and fp32 `predict`:", "",
              "| evaluation | median s | vs reference | vs fp32 |", "|---|---|---|---|"]
     for m in methods:
         lines.append(f"| {m} | {med[m]:.3f} | {med['reference'] / med[m]:.2f}x | {med['fp32'] / med[m]:.2f}x |")
-    lines += ["", "Exactness (bf16_exact metrics == fp32 predict + heart_metrics, every key):", "",
+    lines += ["", "Exactness (bf16_exact metrics == fp32 predict + heart_metrics, every key). Negatives: "
+              "CiteSeer and Cora, HeaRT-style hard negatives from linkexit_fast's sampler (not HeaRT's "
+              "official files); ogbl-ddi, K negatives per positive drawn from OGB's shared random "
+              "validation negatives (NOT HeaRT):", "",
               "| dataset | P x K | identical | MRR | rescored share |", "|---|---|---|---|---|"]
     for name, r in rows.items():
         b = r["bf16_exact"]
