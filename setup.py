@@ -37,7 +37,7 @@ if os.environ.get("LINKEXIT_NO_BUILD_EXT") != "1":
             cmdclass = {"build_ext": OptionalBuildExtension.with_options(no_python_abi_suffix=True)}
 
 setup(
-    packages=["linkexit_fast", "linkexit_fast.backends", "linkexit_fast.kernels"],
+    packages=["linkexit_fast", "linkexit_fast.backends", "linkexit_fast.engine", "linkexit_fast.kernels"],
     package_dir={"linkexit_fast": "linkexit_fast", "linkexit_fast.kernels": "kernels"},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

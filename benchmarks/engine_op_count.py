@@ -6,10 +6,10 @@ until the device drains (the H100 run of ogbl-ddi was host-bound: gpu_notes.md).
         -> benchmarks/results/engine_op_count.{json,md}
 
 Counts come from torch.profiler over one call after a warm-up call, with the engine on the index
-path it takes on a GPU (``engine.SYNC_FREE = True``: index lists sized from counts already read,
-``nonzero_static`` instead of ``nonzero``). "Ops" are top-level aten ops that touch data (views,
-reshapes, dtype no-ops and scalar reads are left out; a backend's own op counts once). "Syncs"
-are the device-to-host reads: ``nonzero`` (boolean-mask indexing included),
+path it takes on a GPU (``engine.indexing.SYNC_FREE = True``: index lists sized from counts
+already read, ``nonzero_static`` instead of ``nonzero``). "Ops" are top-level aten ops that touch
+data (views, reshapes, dtype no-ops and scalar reads are left out; a backend's own op counts
+once). "Syncs" are the device-to-host reads: ``nonzero`` (boolean-mask indexing included),
 ``_local_scalar_dense`` (``int(t)``, ``bool(t)``, ``t.item()``) and ``Tensor.tolist``.
 The Triton backend's ops add none (its launchers size their grids from host-known sizes).
 """
@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 from torch.profiler import profile
 
 import linkexit_fast as lf
-from linkexit_fast import engine
+from linkexit_fast.engine import indexing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engine_bench import THRESHOLD, case  # noqa: E402
@@ -53,13 +53,13 @@ class _CountToList(TorchFunctionMode):
 
 def count(name: str, backend: str) -> dict:
     graph, pairs, model = case(name)
-    engine.SYNC_FREE = True
+    indexing.SYNC_FREE = True
     try:
         lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend)
         with profile() as prof, _CountToList() as tolist:
             lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend)
     finally:
-        engine.SYNC_FREE = None
+        indexing.SYNC_FREE = None
     top = [e for e in prof.events() if e.cpu_parent is None]
 
     def syncs(e) -> int:

@@ -1,16 +1,16 @@
 """Where one ogbl-ddi test evaluation's wall-clock goes on a GPU: device work and host waits.
 
-    python benchmarks/gpu_trace.py --out DIR [--baseline-engine FILE] [--repeats 30]
+    python benchmarks/gpu_trace.py --out DIR [--baseline-engine PATH] [--repeats 30]
     python benchmarks/gpu_trace.py --render A.json B.json --out page.md   # Markdown of earlier runs
 
 ogbl-ddi's full evaluation is the GPU case that was host-bound (gpu_check.md): the engine's
 device work is close to the reference's, so its wall-clock is set by the host. This script times
-the dense reference and the engine (and, with ``--baseline-engine``, another version of
-``linkexit_fast/engine.py`` loaded beside the installed one, on the same inputs and kernels) in
-interleaved rounds, then profiles one warm call of each: a Chrome trace per call under ``DIR``
-(open it in chrome://tracing or Perfetto to see which lines launch and wait), and a summary
-(``DIR/gpu_trace.json`` and ``.md``) of wall-clock, device busy time (the union of kernel and copy
-intervals), host time blocked in syncs, and kernel launches. Needs ``$LINKEXIT_DATA`` with
+the dense reference and the engine (and, with ``--baseline-engine``, another version of the
+engine, ``linkexit_fast/engine/`` or an older ``engine.py``, loaded beside the installed one, on
+the same inputs and kernels) in interleaved rounds, then profiles one warm call of each: a Chrome
+trace per call under ``DIR`` (open it in chrome://tracing or Perfetto to see which lines launch
+and wait), and a summary (``DIR/gpu_trace.json`` and ``.md``) of wall-clock, device busy time (the
+union of kernel and copy intervals), host time blocked in syncs, and kernel launches. Needs ``$LINKEXIT_DATA`` with
 ``ogbl_ddi`` and the trained checkpoint ``$LINKEXIT_BENCH_RUNS/ddi`` (else random weights).
 Without CUDA it is a dry run on the ``cpu`` backend with wall-clock times and no device columns.
 """
@@ -35,11 +35,16 @@ SYNC_CALLS = {"cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchr
 
 
 def load_engine(path: Path):
-    """``path`` (a copy of engine.py) as a module of the installed package, so its relative
+    """``path`` (a copy of the engine: its package folder ``linkexit_fast/engine/``, or the single
+    ``engine.py`` of earlier commits) as a module of the installed package, so its relative
     imports resolve to the same backends, models and graph code."""
-    spec = importlib.util.spec_from_file_location("linkexit_fast._baseline_engine", path)
+    package = path.is_dir()
+    spec = importlib.util.spec_from_file_location(
+        "linkexit_fast._baseline_engine", path / "__init__.py" if package else path,
+        submodule_search_locations=[str(path)] if package else None)
     module = importlib.util.module_from_spec(spec)
-    module.__package__ = "linkexit_fast"
+    if not package:  # a package module knows its package from the spec
+        module.__package__ = "linkexit_fast"
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
@@ -110,7 +115,8 @@ def main(argv=None) -> int:
     ap.add_argument("--render", nargs="+", metavar="JSON",
                     help="only write the Markdown of earlier runs' JSON (one section each) to --out")
     ap.add_argument("--baseline-engine", type=Path, default=None,
-                    help="another version of engine.py to time beside the installed one")
+                    help="another version of the engine (a copy of linkexit_fast/engine/, or an older "
+                         "engine.py) to time beside the installed one")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--max-pairs", type=int, default=None)
     args = ap.parse_args(argv)

@@ -8,6 +8,10 @@ that do the same work can differ by a third. This script takes the best fixed-de
 every early-exit point with at least its MRR (from the sweep's ``pareto.json``, seed 0's
 checkpoints), times them in interleaved rounds (load changes hit all alike), and reports medians
 with quartiles. Writes ``dominance.{md,json}`` into ``--out``.
+
+``--table runs/table1/heart_citeseer`` takes the points from ``benchmarks/table1.py``'s runs
+instead: each cell's test MRR is its mean over seeds (threshold 0.5, training's validation
+threshold; fixed depth at 1.0), and seed 0's checkpoint is timed.
 """
 from __future__ import annotations
 
@@ -22,40 +26,71 @@ from linkexit_fast.cli import _load_split
 from linkexit_fast.pareto import checkpoint_name, eval_pairs, label
 
 
+def sweep_points(sweep: Path):
+    """The points of a ``pareto`` sweep, each with its seed-0 checkpoint."""
+    points = json.loads((sweep / "pareto.json").read_text())["points"]
+    return [dict(p, label=label(p), checkpoint=sweep / "checkpoints" / checkpoint_name(p, 0)) for p in points]
+
+
+def table_points(runs: Path):
+    """One point per ``table1.py`` cell: mean test MRR over its seeds (each seed's run with the
+    best validation MRR, as the table selects), seed 0's checkpoint."""
+    runs_of = {}  # (cell, seed) -> its runs, one per learning rate; the best on validation counts
+    for record in sorted(runs.glob("*/record.json")):
+        r = json.loads(record.read_text())
+        runs_of.setdefault((r["backbone"], r["exit"], r["layers"], r["seed"]), []).append((r, record.parent))
+    cells = {}
+    for (backbone, exit, layers, _), found in runs_of.items():
+        cells.setdefault((backbone, exit, layers), []).append(max(found, key=lambda f: f[0]["valid"]["mrr"]))
+    points = []
+    for (backbone, exit, layers), recs in cells.items():
+        seed0 = next((path for r, path in recs if r["seed"] == 0), None)
+        if seed0 is None:
+            continue
+        threshold = 1.0 if exit == "none" else 0.5
+        points.append({"label": f"{backbone} {'fixed' if exit == 'none' else exit + '-exit'} L={layers} "
+                                f"t={threshold} ({len(recs)} seeds)",
+                       "exit": exit, "threshold": threshold, "checkpoint": seed0,
+                       "mrr": statistics.mean(r["test"]["mrr"] for r, _ in recs)})
+    return points
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--test-negatives", default=None)
     ap.add_argument("--eval-positives", type=int, default=None)
-    ap.add_argument("--sweep", required=True, help="the pareto --out folder (pareto.json, checkpoints/)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--sweep", help="the pareto --out folder (pareto.json, checkpoints/)")
+    src.add_argument("--table", help="a benchmarks/table1.py runs folder (one sub-folder per run)")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    sweep = Path(args.sweep)
-    points = json.loads((sweep / "pareto.json").read_text())["points"]
+    points = sweep_points(Path(args.sweep)) if args.sweep else table_points(Path(args.table))
     best = max((p for p in points if p["exit"] == "none"), key=lambda p: p["mrr"])
     rivals = [p for p in points if p["exit"] != "none" and p["mrr"] >= best["mrr"]]
     split = _load_split(argparse.Namespace(dataset=args.dataset, data=None,
                                            test_negatives=args.test_negatives))
     _, _, pairs = eval_pairs(split, args.eval_positives)
-    runs = [(p, lf.load(sweep / "checkpoints" / checkpoint_name(p, 0)).model) for p in [best] + rivals]
-    times = {label(p): [] for p, _ in runs}
+    runs = [(p, lf.load(p["checkpoint"]).model) for p in [best] + rivals]
+    times = {p["label"]: [] for p, _ in runs}
     for _ in range(args.rounds + 1):  # the first round warms caches and is dropped
         for p, model in runs:
             t0 = time.perf_counter()
             lf.predict(split.graph, pairs, threshold=p["threshold"], model=model)
-            times[label(p)].append(time.perf_counter() - t0)
+            times[p["label"]].append(time.perf_counter() - t0)
     rows = []
     for p, _ in runs:
-        t = sorted(times[label(p)][1:])
+        t = sorted(times[p["label"]][1:])
         q1, med, q3 = statistics.quantiles(t, n=4)
-        rows.append({"point": label(p), "mrr": p["mrr"], "median_s": med, "q1_s": q1, "q3_s": q3})
+        rows.append({"point": p["label"], "mrr": p["mrr"], "median_s": med, "q1_s": q1, "q3_s": q3})
     ref = rows[0]
     lines = [f"# Dominance check on {split.name}", "",
              f"Command: `python benchmarks/pareto_dominance.py --dataset {args.dataset}"
              + (f" --test-negatives {args.test_negatives}" if args.test_negatives else "")
              + (f" --eval-positives {args.eval_positives}" if args.eval_positives else "")
-             + f" --sweep {args.sweep} --rounds {args.rounds} --out {args.out}`", "",
+             + (f" --sweep {args.sweep}" if args.sweep else f" --table {args.table}")
+             + f" --rounds {args.rounds} --out {args.out}`", "",
              f"{len(pairs):,} pairs per evaluation; {args.rounds} interleaved rounds after one warm-up round; "
              "seed 0's checkpoints.", "",
              "| point | test MRR | median s | quartiles s | median vs best fixed | MRR >= and median <= best fixed |",

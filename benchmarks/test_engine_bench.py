@@ -33,7 +33,7 @@ THRESHOLD = 0.9
 
 
 def _train(name, split, layers, hidden, minutes, **kw):
-    from linkexit_fast.cli import train_checkpoint
+    from linkexit_fast.train_args import train_checkpoint
     out = RUNS / name
     if not (out / "model.safetensors").exists():
         args = argparse.Namespace(seed=0, quiet=True, hidden=hidden, layers=layers, backbone="gcn",
@@ -43,7 +43,7 @@ def _train(name, split, layers, hidden, minutes, **kw):
         for k, v in kw.items():
             setattr(args, k, v)
         model, *_ = train_checkpoint(args, split)
-        model.save(out)
+        lf.save(model, out)
     return lf.load(out).model
 
 

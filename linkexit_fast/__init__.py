@@ -11,7 +11,7 @@ from .models import EarlyExitLinkPredictor, ModelConfig
 from .checkpoint import load, save
 from .engine import embeddings, predict
 from .ranking import exact_heart_metrics
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Graph", "LinkSplit", "EarlyExitLinkPredictor", "ModelConfig", "load", "save", "predict",
            "embeddings", "exact_heart_metrics", "__version__"]

@@ -13,11 +13,16 @@ from torch.overrides import TorchFunctionMode
 
 from .graph import Graph
 from .models import EarlyExitLinkPredictor, ModelConfig
+from .version import __version__
 
 __all__ = ["save", "load", "Predictor", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "model.safetensors"
-FORMAT = "linkexit_fast/1"
+FORMAT = "linkexit_fast/2"
+# Format 1 predates the residual GCN's activation after its input projection (format 2): its
+# ``resgcn`` weights would now compute another function, so those are refused; its ``gcn`` and
+# ``sas`` models compute the same in both formats and still load.
+OLD_FORMATS = {"linkexit_fast/1": ("resgcn",)}
 # The header lists each tensor in ~85 bytes (a 64-layer subgraph-exit model: 889 tensors, 75 KB),
 # so 1 MiB holds models of ~800 such layers. The cap bounds what a crafted header can make load
 # parse and build before it reads a tensor (safetensors itself accepts 100 MB).
@@ -37,7 +42,6 @@ def save(model: EarlyExitLinkPredictor, path, graph: Optional[Graph] = None,
     ``path`` is a ``.safetensors`` file or a directory (then ``DIR/model.safetensors``).
     """
     from safetensors.torch import save_file
-    from . import __version__
     target = _resolve(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -68,10 +72,6 @@ class Predictor:
     @property
     def config(self) -> ModelConfig:
         return self.model.config
-
-    def predict(self, pairs, threshold: float = 0.9, **kwargs):
-        from .engine import predict
-        return predict(self, pairs, threshold=threshold, **kwargs)
 
     def __repr__(self) -> str:
         c = self.config
@@ -214,10 +214,15 @@ def load(path) -> Predictor:
     if not target.exists():
         raise FileNotFoundError(f"checkpoint not found: {target}")
     meta, infos = _read_header(target)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{target} is not a linkexit_fast checkpoint (format {meta.get('format')!r})")
+    fmt = meta.get("format")
+    if fmt != FORMAT and fmt not in OLD_FORMATS:
+        raise ValueError(f"{target} is not a linkexit_fast checkpoint (format {fmt!r})")
     try:
         config = ModelConfig.from_dict(_json_object(meta, "config"))
+        if config.backbone in OLD_FORMATS.get(fmt, ()):
+            raise ValueError(f"it is a {config.backbone} model in checkpoint format {fmt!r}, whose "
+                             f"forward differs from this version's ({FORMAT!r}: GELU and dropout "
+                             f"after the input projection); retrain it with this version")
         metrics, extra, versions = (_json_object(meta, k, "{}") for k in ("metrics", "extra", "versions"))
         model = _model_for(config, infos)
         _check_graph(config, infos)

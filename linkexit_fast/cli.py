@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 
 # Where --make-heart-negatives caches what it generates (relative to the working directory).
 NEGATIVES_DIR = Path("runs/negatives")
@@ -110,7 +108,15 @@ def _train_args(p):
     p.add_argument("--hidden", type=int, default=None, help=f"hidden width; {dflt}")
     p.add_argument("--dropout", type=float, default=None, help=f"dropout; {dflt}")
     p.add_argument("--predictor-layers", type=int, default=None, help=f"MLP layers of the pair scorer; {dflt}")
-    p.add_argument("--lr", type=float, default=None, help=f"Adam learning rate; {dflt}")
+    p.add_argument("--lr", type=_lr_grid, default=None,
+                   help="Adam learning rate, or a comma-separated grid (one model each, the best on "
+                        "validation kept, as the paper tunes); None: the dataset's grid "
+                        "(train.dataset_defaults: 0.0005,0.001,0.002 on real datasets)")
+    p.add_argument("--exit-train-mode", default="gumbel", choices=["gumbel", "gumbel-soft", "random-depth"],
+                   help="how exits train: straight-through Gumbel-Softmax (the paper's method), the soft "
+                        "relaxation, or random depths with untrained heads (the paper's GCN code, a baseline)")
+    p.add_argument("--exit-warmup", type=int, default=0,
+                   help="first epochs with exits off (every node to full depth) before the heads decide")
     p.add_argument("--weight-decay", type=float, default=None, help=f"Adam weight decay; {dflt}")
     p.add_argument("--batch-size", type=int, default=None, help=f"training positives per step; {dflt}")
     p.add_argument("--epochs", type=int, default=500, help="maximum epochs")
@@ -123,33 +129,29 @@ def _train_args(p):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def train_checkpoint(args, split=None, test: bool = True):
-    """Train one model from CLI-style arguments; returns (model, split, result, test_metrics, cfg).
-
-    ``test=False`` skips the test evaluation (the Pareto sweep measures test quality itself)."""
-    from .evaluate import evaluate
-    from .train import TrainConfig, build_model, dataset_defaults, train
-    split = split or _load_split(args)
-    torch.manual_seed(args.seed)
-    model = build_model(split, hidden=args.hidden, layers=args.layers, backbone=args.backbone,
-                        exit=args.exit, semantics=args.semantics, dropout=args.dropout,
-                        predictor_layers=args.predictor_layers)
-    tcfg = dataset_defaults(split.name)["train"]
-    for key in ("lr", "weight_decay", "batch_size", "patience", "eval_every"):
-        if getattr(args, key, None) is not None:
-            tcfg[key] = getattr(args, key)
-    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, max_minutes=args.max_minutes, **tcfg)
-    result = train(model, split, cfg, progress=not args.quiet)
-    test = evaluate(model, split.graph, split.test_pos, split.test_neg, cfg.eval_threshold) \
-        if test and split.test_neg is not None else {}
-    return model, split, result, test, cfg
+def _lr_grid(text: str):
+    """``--lr``: one learning rate or a comma-separated grid, each a positive number."""
+    try:
+        lrs = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or comma-separated numbers: {text!r}") from None
+    if not all(lr > 0 and lr < float("inf") for lr in lrs):
+        raise argparse.ArgumentTypeError(f"learning rates must be positive and finite: {text!r}")
+    return lrs
 
 
 def cmd_train(args):
     from dataclasses import asdict
+    from . import distributed
     from .checkpoint import save
     from .report import DEFAULT_THRESHOLD, metrics_line
-    model, split, result, test, cfg = train_checkpoint(args)
+    from .train_args import train_checkpoint
+    if distributed.launch_cli(cmd_train, args):
+        return
+    split = _load_split(args)
+    model, result, test, cfg = train_checkpoint(args, split)  # data-parallel inside a process group
+    if distributed.rank() != 0:
+        return  # one checkpoint, written by rank 0
     out = Path(args.out)
     negatives = {w: d.to_dict() for w in ("valid", "test") if (d := split.negatives_of(w)) is not None}
     # Training validates (and tests) at TrainConfig.eval_threshold; eval/predict default elsewhere.
@@ -157,7 +159,7 @@ def cmd_train(args):
             f"the exit policy's mode); `eval` and `predict` default to {DEFAULT_THRESHOLD}")
     metrics = {"valid": result.best_valid, "test": test, "negatives": negatives,
                "threshold": cfg.eval_threshold, "threshold_note": note,
-               "best_epoch": result.best_epoch,
+               "best_epoch": result.best_epoch, "lr_grid": result.lr_grid,
                "epochs_run": result.epochs_run, "seconds": result.seconds, "stopped": result.stopped,
                "dataset": split.name, "train_config": asdict(cfg), "missing": split.missing}
     save(model, out, graph=split.graph, metrics=metrics, extra={"dataset": split.name})
@@ -194,19 +196,34 @@ def cmd_compare(args):
 def cmd_predict(args):
     """Scores every pair of the file, streaming: the file is read ``--batch-size`` lines at a
     time (twice: the endpoints first, then the scores) and the scores are written as they come,
-    so memory is bounded by the graph and the batch, not by the file."""
+    so memory is bounded by the graph and the batch, not by the file. With ``--nproc N`` (or
+    under torchrun) every rank reads the file and scores its share of each batch; rank 0 writes."""
+    from . import distributed
+    if distributed.launch_cli(cmd_predict, args):
+        return
     from .checkpoint import load
-    from .engine import PAIR_CHUNK, EngineStats, predict_chunks
+    from .engine import PAIR_CHUNK, EngineStats
     from .pairs_io import iter_pair_chunks
     pred = load(args.checkpoint)
     st = EngineStats(backend=args.backend, threshold=args.threshold)
     batch = args.batch_size or PAIR_CHUNK
-    parts = predict_chunks(pred, lambda: iter_pair_chunks(args.pairs, batch), threshold=args.threshold,
-                           backend=args.backend, stats=st)
+    parts = distributed.predict_chunks(pred, lambda: iter_pair_chunks(args.pairs, batch), threshold=args.threshold,
+                                       backend=args.backend, stats=st)
+    writer, world = distributed.rank() == 0, distributed.world_size()
     for pairs, scores in parts:
-        sys.stdout.write("".join(f"{u}\t{v}\t{s:.6f}\n" for (u, v), s in zip(pairs.tolist(), scores.tolist())))
-    print(f"# engine {st.backend} at threshold {args.threshold}: {st.flops:.3g} MACs vs dense {st.flops_dense:.3g}; "
-          f"gnn {st.time_gnn * 1e3:.1f} ms, decoder {st.time_decoder * 1e3:.1f} ms", file=sys.stderr)
+        if writer:
+            sys.stdout.write("".join(f"{u}\t{v}\t{s:.6f}\n" for (u, v), s in zip(pairs.tolist(), scores.tolist())))
+    share = f" (rank 0's share, of {world} ranks)" if world > 1 else ""
+    if writer:
+        print(f"# engine {st.backend} at threshold {args.threshold}{share}: {st.flops:.3g} MACs vs dense "
+              f"{st.flops_dense:.3g}; gnn {st.time_gnn * 1e3:.1f} ms, decoder {st.time_decoder * 1e3:.1f} ms",
+              file=sys.stderr)
+
+
+def _nproc_arg(p, what: str) -> None:
+    p.add_argument("--nproc", type=_positive_int, default=None,
+                   help=f"local processes (torch.distributed, gloo), {what}; None: one process, or under "
+                        f"torchrun the ranks it started (multi-machine runs: README, Scale-out)")
 
 
 def _positive_int(text: str) -> int:
@@ -267,12 +284,6 @@ def cmd_demo(args):
                         rounds=args.rounds, threshold=args.threshold))
 
 
-def build_random_like(model):
-    from .models import EarlyExitLinkPredictor
-    torch.manual_seed(12345)
-    return EarlyExitLinkPredictor(model.config).eval()
-
-
 class _Parser(argparse.ArgumentParser):
     """Every (sub)parser shows each option's default in its help."""
 
@@ -319,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save a self-contained checkpoint")
     _train_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (model, graph, metrics.json)")
+    _nproc_arg(p, "each training on a shard of every batch (DistributedDataParallel)")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("eval", help="evaluate a checkpoint: JSON + PNG report, metrics with their negatives")
     p.add_argument("checkpoint", help="checkpoint folder or .safetensors file")
@@ -339,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help=backends)
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="pairs read and scored at a time (bounds the memory; None: engine.PAIR_CHUNK)")
+    _nproc_arg(p, "each scoring its share of every batch of pairs")
     p.set_defaults(fn=cmd_predict)
     p = sub.add_parser("pareto", help="measured Pareto frontier: test MRR vs wall-clock and FLOPs")
     _data_args(p, dataset_default="synthetic:5000")

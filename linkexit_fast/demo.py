@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Mapping
 import torch
 
 from .engine import predict
+from .models import EarlyExitLinkPredictor
 from .report import DEFAULT_THRESHOLD
 
 __all__ = ["DemoConfig", "run_demo", "chance_metrics", "interleaved_medians"]
@@ -125,10 +126,10 @@ def run_demo(cfg: DemoConfig = DemoConfig(), out: Callable[[str], None] = print)
     """Runs the demo, printing through ``out``; returns its figures (seconds, ratios, metrics)."""
     from argparse import Namespace
 
-    from .cli import build_random_like, train_checkpoint
     from .datasets import synthetic
     from .evaluate import flatten_eval_pairs, split_scores
     from .metrics import evaluate_scores
+    from .train_args import train_checkpoint
 
     thr = cfg.threshold
     synth = dict(avg_degree=10, num_features=32, num_communities=8)
@@ -138,7 +139,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), out: Callable[[str], None] = print)
                       dropout=0.1, predictor_layers=2, lr=0.01, weight_decay=0.0, batch_size=4096,
                       patience=5, eval_every=2, epochs=cfg.epochs, seed=cfg.seed,
                       max_minutes=cfg.max_minutes, quiet=cfg.quiet, test_negatives=None)
-    model, split, result, _, _ = train_checkpoint(targs, split, test=False)
+    model, result, _, _ = train_checkpoint(targs, split, test=False)
     out(f"trained {result.epochs_run} epochs in {result.seconds:.0f} s ({result.stopped}); best "
         f"validation epoch {result.best_epoch}")
 
@@ -160,7 +161,8 @@ def run_demo(cfg: DemoConfig = DemoConfig(), out: Callable[[str], None] = print)
         res[part] = met
         out(f"  trained model, {part}: {_fmt(met, keys)} (chance mrr "
             f"{chance_metrics(len(neg))['mrr']:.4f})")
-    rnd = build_random_like(model)
+    torch.manual_seed(12345)
+    rnd = EarlyExitLinkPredictor(model.config).eval()
     untrained = evaluate_scores(*split_scores(predict(split.graph, eval_pairs["test"], thr, model=rnd),
                                               split.test_pos, split.test_neg))
     out(f"  untrained (random weights), test: {_fmt(untrained, keys)}")

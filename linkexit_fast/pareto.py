@@ -23,6 +23,7 @@ from .engine import predict
 from .evaluate import flatten_eval_pairs, split_scores
 from .metrics import evaluate_scores
 from .timing import median_time
+from .train_args import train_checkpoint
 
 __all__ = ["run_pareto", "frontier", "model_grid"]
 
@@ -71,7 +72,6 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
 
     Cached points measured against other test negatives (or before negatives were recorded) are
     measured again, so one sweep never mixes negatives."""
-    from .cli import train_checkpoint
     out = Path(out)
     (out / "points").mkdir(parents=True, exist_ok=True)
     if split.test_neg is None:
@@ -95,7 +95,7 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
                                       epochs=200, max_minutes=None, test_negatives=None, **spec)
             for k, v in (train_overrides or {}).items():
                 setattr(args, k, v)
-            model, _, result, _, _ = train_checkpoint(args, split, test=False)
+            model, result, _, _ = train_checkpoint(args, split, test=False)
             save(model, ckpt, metrics={"valid": result.best_valid, "epochs_run": result.epochs_run})
         model = load(ckpt).model
         for thr in (thresholds if spec["exit"] != "none" else (1.0,)):

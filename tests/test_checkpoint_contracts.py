@@ -247,7 +247,7 @@ def test_a_valid_checkpoint_still_loads_and_predicts(tmp_path):
         original = EarlyExitLinkPredictor(pred.config)  # small_checkpoint's weights, drawn again
         for (k, a), (_, b) in zip(original.state_dict().items(), pred.model.state_dict().items()):
             assert torch.equal(a, b), k
-        assert pred.predict([[0, 1], [2, 5]]).shape == (2,)
+        assert lf.predict(pred, [[0, 1], [2, 5]]).shape == (2,)
 
 
 @pytest.mark.parametrize("backbone", ["gcn", "resgcn", "sas"])
@@ -354,7 +354,7 @@ def _fuzz(base: str, target: str, examples: str) -> None:
             pass
         else:  # a mutation the checks accept must still give a usable predictor
             assert isinstance(pred, Predictor)
-            assert pred.predict([[0, 1]]).shape == (1,)
+            assert lf.predict(pred, [[0, 1]]).shape == (1,)
         assert time.perf_counter() - start < SECONDS_PER_LOAD
 
     assert n > 0

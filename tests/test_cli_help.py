@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import linkexit_fast as lf
 import linkexit_fast.engine as engine
 from linkexit_fast.backends import BackendUnavailable
 from linkexit_fast.cli import _load_split, build_parser, main
@@ -59,7 +60,7 @@ def test_one_threshold_default_from_predict():
 def test_named_backend_that_cannot_run_is_one_line(tmp_path, capsys, monkeypatch):
     split = synthetic(60, 4, 4, 2, seed=0)
     from linkexit_fast.train import build_model
-    build_model(split, hidden=4, layers=1).save(tmp_path / "ck", graph=split.graph)
+    lf.save(build_model(split, hidden=4, layers=1), tmp_path / "ck", graph=split.graph)
     (tmp_path / "p.txt").write_text("0 1\n")
 
     def unavailable(*a, **k):

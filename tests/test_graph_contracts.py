@@ -189,7 +189,7 @@ def test_checkpoint_with_a_corrupted_graph_is_refused_naming_the_file(tmp_path):
 
     split = synthetic(60, 4, 3, 2, seed=0)
     torch.manual_seed(0)
-    path = build_model(split, hidden=4, layers=1).save(tmp_path / "ck", graph=split.graph)
+    path = lf.save(build_model(split, hidden=4, layers=1), tmp_path / "ck", graph=split.graph)
     assert lf.load(path).graph.num_undirected_edges == split.graph.num_undirected_edges
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()

@@ -1,5 +1,6 @@
 """predict's public contract: memory bounded whatever the number of pairs, streaming CLI, and
-clear errors for bad arguments at every public entry point (predict, Predictor.predict, CLI)."""
+clear errors for bad arguments at every public entry point (predict, on a model or a loaded
+predictor, and the CLI)."""
 import gzip
 import os
 import subprocess
@@ -113,7 +114,7 @@ def test_chunked_scoring_matches_reference(monkeypatch, exit, semantics):
     graph, model = small_case(exit=exit, semantics=semantics, seed=3)
     pairs = torch.randint(0, N, (101, 2), generator=torch.Generator().manual_seed(1))
     ref, res = reference_scores(model, graph, pairs, threshold=0.6)
-    monkeypatch.setattr(engine, "PAIR_CHUNK", 7)  # many chunks, the last one partial
+    monkeypatch.setattr(engine.api, "PAIR_CHUNK", 7)  # many chunks, the last one partial
     for backend in ("torch", "reference"):
         for batch in (None, 1, 10):
             out, stats = lf.predict(graph, pairs, 0.6, model=model, backend=backend, batch_size=batch,
@@ -217,8 +218,8 @@ def test_cli_predict_errors(tmp_path, capsys, args, msg):
 def test_threshold_accepts_any_real_number(t, tmp_path):
     want = lf.predict(GRAPH, [[0, 1], [2, 3]], threshold=float(t), model=MODEL)
     assert torch.equal(lf.predict(GRAPH, [[0, 1], [2, 3]], threshold=t, model=MODEL), want)
-    pred = lf.load(lf.save(MODEL, tmp_path / "ck", graph=GRAPH))  # Predictor.predict too
-    assert torch.equal(pred.predict([[0, 1], [2, 3]], threshold=t), want)
+    pred = lf.load(lf.save(MODEL, tmp_path / "ck", graph=GRAPH))  # a loaded predictor too
+    assert torch.equal(lf.predict(pred, [[0, 1], [2, 3]], threshold=t), want)
 
 
 @pytest.mark.parametrize("t, exc, msg", [

@@ -64,6 +64,7 @@ def dense_scores(model, x, adj, pairs):
     a_hat = dinv[:, None] * a * dinv[None, :]
     gelu = lambda v: 0.5 * v * (1 + torch.erf(v / math.sqrt(2)))  # noqa: E731
     h = x.double() if c.backbone == "gcn" else x.double() @ p["input_proj.weight"].T + p["input_proj.bias"]
+    h = gelu(h) if c.backbone == "resgcn" else h  # the residual GCN's activation after its projection
     for l in range(c.layers):
         last = l == c.layers - 1
         if c.backbone == "gcn":

@@ -39,7 +39,7 @@ def test_checkpoint_roundtrip_reproduces_validation_metrics(tmp_path):
     model = quick_model(exit="subgraph", semantics="readout")
     train(model, SPLIT, TrainConfig(epochs=2, eval_every=1, batch_size=512), progress=False)
     before = evaluate(model, SPLIT.graph, SPLIT.valid_pos, SPLIT.valid_neg)
-    model.save(tmp_path / "ck", graph=SPLIT.graph, metrics={"valid": before})
+    lf.save(model, tmp_path / "ck", graph=SPLIT.graph, metrics={"valid": before})
     pred = lf.load(tmp_path / "ck")
     after = evaluate(pred.model, pred.graph, SPLIT.valid_pos, SPLIT.valid_neg)
     assert after == before == pred.metrics["valid"]
@@ -49,7 +49,7 @@ def test_checkpoint_roundtrip_reproduces_validation_metrics(tmp_path):
 
 def test_bad_checkpoints(tmp_path):
     model = quick_model()
-    path = model.save(tmp_path / "ck", graph=SPLIT.graph)
+    path = lf.save(model, tmp_path / "ck", graph=SPLIT.graph)
     data = path.read_bytes()
     (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or not a safetensors file"):

@@ -1,0 +1,293 @@
+"""The layer loop: one engine pass over the scope rows, for the set of all endpoints.
+
+It stops when every endpoint has exited (then every pair is resolved) or the layers run out. Each
+layer decides exits for the rows in scope, updates only the rows still needed and aggregates over
+the CSR that the frozen-neighbour cache (:mod:`.cache`) keeps; the scope (:mod:`.scope`) is walked
+again when the endpoints still needed shrank enough.
+"""
+from __future__ import annotations
+
+import time
+from types import ModuleType
+from typing import Callable, List, Optional, Tuple, Union
+
+import torch
+
+from ..graph import Graph
+from ..models import EarlyExitLinkPredictor
+from .cache import FrozenCache
+from .indexing import at, host, nonzero
+from .inputs import input_states
+from .scope import compact, row_key, walk_pays
+from .stats import EngineStats, head_macs, layer_k
+
+# Bytes per [rows, m] temporary of a chunked layer update on a CPU (see _Run._update). Below
+# glibc's 32 MB ceiling for its adaptive mmap threshold, freed chunks come back from the heap
+# instead of as fresh pages: on the 1M-node graph (m = 256) 16k-row chunks took a full evaluation
+# from 1.2M page faults to 0.5M and its wall-clock from 5.1-6.2 s to 3.9-4.5 s, against 64k-row
+# (64 MB) chunks. On a GPU a layer is one chunk: there launches cost more than memory.
+ROW_CHUNK_BYTES = 16 << 20
+
+
+def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, threshold: float,
+              ops: ModuleType, stats: EngineStats, count_flops: bool = True
+              ) -> Tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """The GNN stage, once for all endpoints ``ends`` (sorted unique ids): ``(z, key, layer)``
+    where ``key(part)`` maps pairs ``[C, 2]`` of those endpoints to their rows of ``z`` and
+    ``layer`` holds each row's exit layer. Memory is bounded by the number of nodes.
+
+    ``count_flops=False`` leaves out of ``stats`` what costs device work to count (the edges
+    aggregated, a sparse input's entries): for callers that do not read it."""
+    t0 = time.perf_counter()
+    z, rows, layer = _Run(model, graph, ends, threshold, ops, stats, count_flops).run()
+    stats.time_gnn += time.perf_counter() - t0
+    return z, row_key(ends, rows, graph.num_nodes), layer
+
+
+class _Run:
+    """State of one engine pass over a (possibly compacted) graph."""
+
+    def __init__(self, model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor,
+                 threshold: float, ops: ModuleType, stats: EngineStats, count_flops: bool):
+        """``ends``: the pairs' endpoints, sorted unique global node ids. The layer loop depends on
+        the pairs only through this set: an endpoint not yet exited keeps every pair it is in open,
+        so the endpoints still needed are exactly those not exited."""
+        self.model, self.ops, self.stats, self.threshold = model, ops, stats, threshold
+        self.count_flops = count_flops
+        c = self.c = model.config
+        self.L, self.m = c.layers, c.hidden
+        self.exits = c.exit != "none"
+        self.freeze = self.exits and c.semantics == "freeze"
+        self.sample = model.eval_mode == "sample"
+        self.dev = graph.rowptr.device
+        # Scope: everything within L hops of an endpoint; compact when that is a small part.
+        scope = self.scope = compact(graph, ends, self.L, model.self_loops)
+        self.rowptr, self.col, self.weight, self.nodes = scope.rowptr, scope.col, scope.weight, scope.nodes
+        self.ends, self.dist, self.deg, self.self_weight = scope.ends, scope.dist, scope.deg, scope.self_weight
+        self.n = self.rowptr.numel() - 1
+        self.graph = graph
+        stats.scope_nodes = self.n
+        # The aggregation CSR shrinks under freeze; readiness always needs all neighbours.
+        self.cache = FrozenCache(self.rowptr, self.col, self.weight, self.m)
+        self.csr_deg = self.cache.deg  # entries per row of the scope CSR, for the FLOP counts
+        self.scratch: Optional[torch.Tensor] = None
+        self.all_rows: Optional[torch.Tensor] = None
+
+    # -------------------------------------------------------------- pieces
+    def _rows(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask.nonzero().squeeze(1)
+
+    def _every_row(self) -> torch.Tensor:
+        """``arange(n)``, built once."""
+        if self.all_rows is None:
+            self.all_rows = torch.arange(self.n, device=self.dev)
+        return self.all_rows
+
+    def _scratch(self, rows: int) -> torch.Tensor:
+        """A ``[rows, m]`` view of the one scratch buffer that serves every layer: first the
+        exit heads' row gather, then the layer's new states. A fresh tensor per use pays its
+        first-touch page faults each time: on the 1M-node graph that was 1.66M faults (6.6 GB)
+        per call, and the kernel's share of the engine's CPU time was about 40 %."""
+        if self.scratch is None or self.scratch.shape[0] < rows:
+            self.scratch = None  # release the smaller one before allocating
+            self.scratch = torch.empty(rows, self.m, device=self.dev)
+        return self.scratch[:rows]
+
+    def _take(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``h[rows]`` for sorted unique ``rows`` (from :meth:`_rows`), in the scratch buffer, and
+        without the copy when they are every row: on a full evaluation that gather is an [N, m]
+        pass per use. Valid until the next use of the scratch."""
+        if rows.numel() == h.shape[0]:
+            return h
+        return torch.index_select(h, 0, rows, out=self._scratch(rows.numel()))
+
+    def _decide(self, head, h_rows: torch.Tensor, l: int, head_id: int, ids: torch.Tensor):
+        """(exit flag, step) for rows; deterministic via the fused op, or seeded Gumbel samples."""
+        sas = self.c.backbone == "sas"
+        self.stats.flops_gnn += h_rows.shape[0] * head_macs(h_rows.shape[1], self.c.exit_hidden, sas)
+        if not self.sample:
+            _, flag, step = self.ops.exit_decision(
+                h_rows, head.lin1.weight, head.lin1.bias, head.lin2.weight, head.lin2.bias,
+                self.threshold, head.nu.weight[0] if sas else None, head.nu.bias if sas else None,
+                head.tau0)
+            return flag, step
+        gids = ids if self.nodes is None else self.nodes[ids]
+        e, step, _ = self.model._sample(head.logits(h_rows), head.temperature(h_rows), "sample",
+                                        self.threshold, None, (self.model.sample_seed, l, head_id, gids))
+        return e > 0.5, step
+
+    def _update(self, l: int, h: torch.Tensor, upd: torch.Tensor, step: Optional[torch.Tensor]) -> torch.Tensor:
+        """New states of rows ``upd`` at layer ``l``.
+
+        Rows go in chunks into the scratch buffer, so a layer holds ``h``, the scratch and
+        chunk-sized temporaries rather than four ``[N, m]`` tensors (aggregate, linear, activation,
+        output): on the 1M-node graph that is the difference between 2 and 4 GB.
+        """
+        model, c, ops = self.model, self.c, self.ops
+        first = c.backbone == "gcn" and l == 0  # aggregates X W_0 over the full CSR, no cache
+        rowptr, col, weight, cache = (
+            (self.rowptr, self.col, self.weight, None) if first else
+            (self.cache.rowptr, self.cache.col, self.cache.weight, self.cache.sums))
+        def rows_update(rows: torch.Tensor) -> torch.Tensor:
+            agg = ops.aggregate_rows(rowptr, col, weight, h, rows, self.self_weight, cache)
+            if first:
+                agg += model.convs[0].bias
+                return model.transform(0, agg, None, None)
+            h_rows = None if c.backbone == "gcn" else at(h, rows)  # gcn has no residual
+            return model.transform(l, agg, h_rows, None if step is None else at(step, rows))
+
+        chunk = max(ROW_CHUNK_BYTES // (4 * self.m), 1) if self.dev.type == "cpu" else max(upd.numel(), 1)
+        if upd.numel() <= chunk:
+            out = rows_update(upd)
+        else:
+            out = self._scratch(upd.numel())
+            for s in range(0, upd.numel(), chunk):
+                out[s:s + chunk] = rows_update(upd[s:s + chunk])
+        return out
+
+    def _edges(self, l: int, upd: torch.Tensor) -> Union[int, torch.Tensor]:
+        """Edges aggregated for rows ``upd`` at layer ``l``: an int when they are every row, else a
+        device scalar (read with the others after the layer loop: one sync)."""
+        first = self.c.backbone == "gcn" and l == 0
+        col, deg = (self.col, self.csr_deg) if first else (self.cache.col, self.cache.deg)
+        return col.numel() if upd.numel() == self.n else at(deg, upd).sum()
+
+    # -------------------------------------------------------------- the layer loop
+    def run(self) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        """The layer loop, until every endpoint has exited or the layers run out.
+
+        Returns ``(z, rows, layer)``: the output states ``z [*, m]``, the row of ``z`` of each
+        endpoint (``rows [E]``, in the order of ``ends``; None when ``z`` holds every node, each
+        at its own id) and the exit layer of each row of ``z`` (``L``: never exited). Pairs are
+        scored from these afterwards, in chunks (:mod:`.score`). Appends one
+        ``st.pairs_resolved`` entry per layer that ran, filled in by the scoring.
+        """
+        model, c, ops, st = self.model, self.c, self.ops, self.stats
+        L, m, n = self.L, self.m, self.n
+        dev = self.dev
+        k = layer_k(model)
+        exited = torch.zeros(n, dtype=torch.bool, device=dev)
+        exit_layer = torch.full((n,), L, dtype=torch.int64, device=dev)
+        ready = torch.zeros(n, device=dev) if c.exit == "subgraph" else None
+        # Pairs read their endpoints' rows of h, except under readout: there exited nodes keep
+        # updating, so their output states are copied into zsel, one row per endpoint. Under
+        # freeze an exited state never changes and h itself is the output.
+        readout = self.exits and not self.freeze
+        if readout:
+            zsel = torch.empty(self.ends.numel(), m, device=dev)
+            end_pos = torch.full((n,), -1, dtype=torch.int64, device=dev)
+            end_pos.scatter_(0, self.ends, torch.arange(self.ends.numel(), device=dev))
+        open_ends = self.ends  # endpoints not yet exited (local ids, sorted); shrinks as they exit
+        dist, radius = self.dist, self.scope.radius
+        sources_at_bfs, n_exited, exited_at_rebuild = self.ends.numel(), 0, 0
+        edge_counts: List[Union[int, torch.Tensor]] = []  # per layer that ran
+
+        def live_rows(bound: int) -> torch.Tensor:
+            """The rows a layer judges and updates: within ``bound`` hops of an open endpoint, less
+            the exited ones under freeze. The host often knows them without a pass over ``dist``
+            (on a GPU, without the sync of its nonzero): at the last layer they are the open
+            endpoints, and within ``radius`` of the endpoints every row not exited."""
+            if bound == 0:
+                return open_ends
+            if radius is not None and radius <= bound and (n_exited == 0 or not self.freeze):
+                return self._every_row()
+            mask = dist <= bound
+            if self.freeze:
+                mask &= ~exited
+            return self._rows(mask)
+
+        h = input_states(model, self.graph, self.nodes, ops, st, self.count_flops)
+        for l in range(L):
+            bound = L - l - 1
+            step = None
+            decided = 0
+            upd = None  # rows to update at this layer, when the exit block already knows them
+            st.pairs_resolved.append(0)
+            if self.exits and l >= model.first_exit:
+                if c.exit == "subgraph":
+                    soft = (dist <= L - l) & (ready == 0)
+                    if self.freeze:
+                        soft &= ~exited
+                    rows = self._rows(soft)
+                    flag, _ = self._decide(model.head(l), self._take(h, rows), l, 0, rows)
+                    ready.scatter_(0, rows[flag], 1.0)
+                    decided += rows.numel()
+                rows = live_rows(bound)
+                if c.exit == "subgraph":
+                    nsum = ops.aggregate_rows(self.rowptr, self.col, torch.ones_like(self.weight),
+                                              ready[:, None].contiguous(), rows)[:, 0]
+                    d = at(self.deg, rows).to(torch.float32)
+                    r = torch.where(d > 0, nsum / d.clamp(min=1), torch.ones_like(nsum))
+                    flag, step_rows = self._decide(model.hard_head(l), torch.cat([self._take(h, rows), r[:, None]], 1),
+                                                   l, 1, rows)
+                    flag = flag & (at(ready, rows) > 0)
+                else:
+                    flag, step_rows = self._decide(model.head(l), self._take(h, rows), l, 0, rows)
+                decided += rows.numel()
+                if step_rows is not None:
+                    step = torch.zeros(n, device=dev)
+                    step.scatter_(0, rows, step_rows)
+                # The rows judged are the rows this layer updates: under freeze less those exiting.
+                if self.freeze:  # none of the rows has exited: mark by mask, count below
+                    new_mask = flag
+                    exited.scatter_(0, rows, flag)
+                    exit_layer.scatter_(0, rows, torch.where(flag, l, L))
+                else:
+                    new_mask = flag & ~at(exited, rows)
+                    new, upd = rows[new_mask], rows
+                    pos = at(end_pos, new)
+                    pos_ok = pos >= 0
+                    zsel[pos[pos_ok]] = at(h, new[pos_ok])
+                    exited.scatter_(0, new, True)
+                    exit_layer.scatter_(0, new, l)
+                still = ~at(exited, open_ends)
+                n_new, n_src = host(new_mask.sum(), still.sum())  # one transfer for both counts
+                n_exited += n_new
+                if n_src == 0:  # every endpoint exited, so every pair is resolved: stop here
+                    st.nodes_decided.append(decided)
+                    break
+                open_ends = at(open_ends, nonzero(still, n_src))
+                if bound == 0:  # the last layer updates the open endpoints only (live_rows)
+                    upd = None
+                elif self.freeze:
+                    upd = at(rows, nonzero(~flag, rows.numel() - n_new))
+                # Lazy re-scoping: only when the set of endpoints still needed shrank enough, and
+                # the walk may leave rows out (else the current distances, from a superset of
+                # these sources, stay: a superset of the rows needed).
+                if bound > 0 and (n_src <= 0.5 * sources_at_bfs
+                                  or (self.freeze and n_exited > 1.1 * exited_at_rebuild + 0.05 * n)) \
+                        and walk_pays(n_src, bound, n, self.col.numel()):
+                    dist, radius = self.scope.walk(open_ends, bound, ~exited if self.freeze else None), None
+                    sources_at_bfs = n_src
+                    upd = None
+                # The cache spares the aggregations of the layers after this one: none after the last.
+                if self.freeze and bound > 0 and n_exited > exited_at_rebuild + 0.25 * (n - exited_at_rebuild):
+                    keep = (dist <= bound) & ~exited
+                    if self.cache.pays(exited, keep, later_updates=bound):
+                        self.cache.rebuild(h, exited, keep, ops)
+                    exited_at_rebuild = n_exited
+            st.nodes_decided.append(decided)
+            if upd is None:
+                upd = live_rows(bound)
+            new_h = self._update(l, h, upd, step)
+            if not (c.backbone == "gcn" and l == 0):  # gcn's first transform was the input layer's
+                st.flops_gnn += upd.numel() * k * m * m
+            st.nodes_updated.append(int(upd.numel()))
+            if self.count_flops:
+                edge_counts.append(self._edges(l, upd) + (upd.numel() if self.self_weight is not None else 0))
+            if upd.numel() == n:  # every row updated (so, under freeze, none has exited)
+                if self.scratch is not None and new_h.data_ptr() == self.scratch.data_ptr():
+                    self.scratch = h  # ping-pong: the old states become the scratch
+                h = new_h
+            else:
+                h.index_copy_(0, upd, new_h)
+        else:  # the layers ran out with endpoints still open: their final states
+            if readout:
+                rest = self.ends[~exited[self.ends]]
+                zsel[at(end_pos, rest)] = at(h, rest)
+        if edge_counts:
+            st.edges_aggregated += host(*edge_counts)
+            st.flops_gnn += sum(st.edges_aggregated[-len(edge_counts):]) * m
+        if readout:
+            return zsel, torch.arange(self.ends.numel(), device=dev), at(exit_layer, self.ends)
+        return h, None if self.nodes is None else self.ends, exit_layer
