@@ -19,13 +19,15 @@ import torch
 def profile(model, graph, threshold: float) -> dict:
     """Per layer l = 0..L-1: the share of nodes resolved before layer l's update (exit layer
     <= l: judged at l or earlier, so they skip it) and the cumulative Eq. 6 cost of the updates,
-    ``m * (m + deg + self-loop)`` MACs per updating node, against every node updating."""
+    ``m * (k m + deg + self-loop)`` MACs per updating node (k = 2 for SAS-GNN's two m x m
+    products, else 1), against every node updating."""
     model.eval()
     with torch.no_grad():
         exit_layer = model(graph, mode="threshold", threshold=threshold).exit_layer
+    from linkexit_fast.engine.stats import layer_k
     m, n = model.config.hidden, graph.num_nodes
     deg1 = graph.deg.to(torch.float64) + (1.0 if model.self_loops else 0.0)
-    per_node = m * (m + deg1)
+    per_node = m * (layer_k(model) * m + deg1)  # Eq. 6 per node, as engine.stats.paper_flops
     cost = [float(per_node[exit_layer > l].sum()) for l in range(model.config.layers)]
     full = float(per_node.sum())
     return {"resolved": [float((exit_layer <= l).sum()) / n for l in range(model.config.layers)],

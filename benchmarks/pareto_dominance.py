@@ -92,7 +92,8 @@ def main() -> None:
              + (f" --sweep {args.sweep}" if args.sweep else f" --table {args.table}")
              + f" --rounds {args.rounds} --out {args.out}`", "",
              f"{len(pairs):,} pairs per evaluation; {args.rounds} interleaved rounds after one warm-up round; "
-             "seed 0's checkpoints.", "",
+             "seed 0's checkpoints; engine backend `auto` at each point's exit threshold (t=...).", "",
+             f"Test MRR against: {split.negatives_of('test').label()}.", "",
              "| point | test MRR | median s | quartiles s | median vs best fixed | MRR >= and median <= best fixed |",
              "|---|---|---|---|---|---|"]
     for r in rows:

@@ -16,8 +16,14 @@ from .stats import EngineStats
 def input_states(model: EarlyExitLinkPredictor, graph: Graph, rows: Optional[torch.Tensor], ops: ModuleType,
                  stats: EngineStats, count_flops: bool = True) -> torch.Tensor:
     """H^0 of ``rows`` (global ids; None: every node), ``[rows, m]``. For gcn that is X W_0, the
-    first layer's transform, done before aggregation. Its MACs go to ``stats`` (a sparse input's
-    only with ``count_flops``: counting its entries is a device reduction and a sync)."""
+    first layer's transform, done before aggregation; for resgcn its input projection goes
+    through :meth:`~EarlyExitLinkPredictor.input_activation`. Its MACs go to ``stats`` (a sparse
+    input's only with ``count_flops``: counting its entries is a device reduction and a sync)."""
+    return model.input_activation(_projection(model, graph, rows, ops, stats, count_flops))
+
+
+def _projection(model, graph, rows, ops, stats, count_flops) -> torch.Tensor:
+    """``X[rows] W^T + b`` of the input layer, as dense, embedding or sparse features need."""
     if model.config.backbone == "gcn":
         w, b = model.convs[0].weight, None
     else:
@@ -25,7 +31,7 @@ def input_states(model: EarlyExitLinkPredictor, graph: Graph, rows: Optional[tor
     if model.embedding is not None:
         x = model.embedding.weight if rows is None else at(model.embedding.weight, rows)
         stats.flops_gnn += x.shape[0] * x.shape[1] * w.shape[0]
-        return model.input_activation(F.linear(x, w, b))
+        return F.linear(x, w, b)
     xs = _sparse_features(graph)
     if xs is not None:
         rowptr, col, val = xs
@@ -33,10 +39,10 @@ def input_states(model: EarlyExitLinkPredictor, graph: Graph, rows: Optional[tor
         out = ops.aggregate_rows(rowptr, col, val, _transposed(w), sel)
         if count_flops:
             stats.flops_gnn += float((rowptr[sel + 1] - rowptr[sel]).sum()) * w.shape[0]
-        return model.input_activation(out if b is None else out + b)
+        return out if b is None else out + b
     x = graph.x if rows is None else at(graph.x, rows)
     stats.flops_gnn += x.shape[0] * x.shape[1] * w.shape[0]
-    return model.input_activation(F.linear(x, w, b))
+    return F.linear(x, w, b)
 
 
 def _transposed(w: torch.Tensor) -> torch.Tensor:

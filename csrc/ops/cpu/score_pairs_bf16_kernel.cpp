@@ -126,6 +126,26 @@ LINKEXIT_BF16_TARGET inline void split_store(__m512 x, uint16_t* hi, uint16_t* l
   }
 }
 
+// One 16-wide slice v of a row's layer input (masked by k): m . |v| into mag, and either its bf16
+// parts into the scratch (a hidden layer follows) or the last layer's fp32 dot product into dot.
+LINKEXIT_BF16_TARGET inline void emit_slice(__m512 v, __mmask16 k, int64_t j, const float* m,
+                                            uint16_t* hi, uint16_t* lo, const float* last,
+                                            __m512& mag, __m512& dot) {
+  mag = _mm512_fmadd_ps(_mm512_abs_ps(v), _mm512_maskz_loadu_ps(k, m + j), mag);
+  if (hi) {
+    split_store(v, hi + j, lo ? lo + j : nullptr);
+  } else {
+    dot = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, last + j), dot);
+  }
+}
+
+// The row's totals: writes the score when no hidden layer follows, returns m . |input|.
+LINKEXIT_BF16_TARGET inline float finish_row(__m512 mag, __m512 dot, const uint16_t* hi,
+                                             float last_bias, float* score) {
+  if (!hi) *score = _mm512_reduce_add_ps(dot) + last_bias;
+  return _mm512_reduce_add_ps(mag);
+}
+
 // Row r of the block: x = z[a] * z[b] (fp32, the same rounding as the fp32 scorers), its bf16
 // parts into the scratch (hidden layers follow), or the last layer on x itself (none follow).
 // Returns m_0 . |x| and, without hidden layers, writes the score.
@@ -136,15 +156,9 @@ LINKEXIT_BF16_TARGET float gather_row(const float* za, const float* zb, int64_t 
   for (int64_t j = 0; j < kpad; j += 16) {
     const __mmask16 k = tail_mask(j, m);
     const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, za + j), _mm512_maskz_loadu_ps(k, zb + j));
-    mag = _mm512_fmadd_ps(_mm512_abs_ps(x), _mm512_maskz_loadu_ps(k, m0 + j), mag);
-    if (hi) {
-      split_store(x, hi + j, lo ? lo + j : nullptr);
-    } else {
-      dot = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(k, last + j), dot);
-    }
+    emit_slice(x, k, j, m0, hi, lo, last, mag, dot);
   }
-  if (!hi) *score = _mm512_reduce_add_ps(dot) + last_bias;
-  return _mm512_reduce_add_ps(mag);
+  return finish_row(mag, dot, hi, last_bias, score);
 }
 
 // Row r after a hidden layer: h = relu(acc + bias) (NaN kept), m . h, and either the next
@@ -160,15 +174,9 @@ LINKEXIT_BF16_TARGET float epilogue_row(const float* acc, const float* bias, int
     // max(0, NaN) is the second operand, NaN: a NaN pre-activation reaches the score.
     const __m512 h = _mm512_max_ps(
         zero, _mm512_add_ps(_mm512_maskz_loadu_ps(k, acc + j), _mm512_maskz_loadu_ps(k, bias + j)));
-    mag = _mm512_fmadd_ps(h, _mm512_maskz_loadu_ps(k, m_next + j), mag);
-    if (hi) {
-      split_store(h, hi + j, lo ? lo + j : nullptr);
-    } else {
-      dot = _mm512_fmadd_ps(h, _mm512_maskz_loadu_ps(k, last + j), dot);
-    }
+    emit_slice(h, k, j, m_next, hi, lo, last, mag, dot);  // |h| = h: h is >= 0 or NaN
   }
-  if (!hi) *score = _mm512_reduce_add_ps(dot) + last_bias;
-  return _mm512_reduce_add_ps(mag);
+  return finish_row(mag, dot, hi, last_bias, score);
 }
 
 // acc[kRows, npad] = hi W_hi^T (+ lo W_hi^T + hi W_lo^T) with vdpbf16ps: 8 rows x 32 columns
