@@ -51,13 +51,13 @@ class _CountToList(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def count(name: str, backend: str) -> dict:
+def count(name: str, backend: str, plan: str = "auto") -> dict:
     graph, pairs, model = case(name)
     indexing.SYNC_FREE = True
     try:
-        lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend)
+        _, st = lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend, plan=plan, return_stats=True)
         with profile() as prof, _CountToList() as tolist:
-            lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend)
+            lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend, plan=plan)
     finally:
         indexing.SYNC_FREE = None
     top = [e for e in prof.events() if e.cpu_parent is None]
@@ -65,7 +65,8 @@ def count(name: str, backend: str) -> dict:
     def syncs(e) -> int:
         return (e.name in SYNCS) + sum(syncs(c) for c in e.cpu_children)
     ops = collections.Counter(e.name for e in top if e.name not in NO_DATA)
-    return {"case": name, "backend": backend, "ops": sum(ops.values()),
+    return {"case": name, "backend": backend, "plan": plan if plan != "auto" else "auto: " + st.plan,
+            "ops": sum(ops.values()),
             "syncs": sum(syncs(e) for e in top) + tolist.calls, "most_common": ops.most_common(12)}
 
 
@@ -73,19 +74,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="ddi-valid,citeseer-valid")
     ap.add_argument("--backend", default="cpu")
+    ap.add_argument("--plans", default="auto,dense,engine", help="the planner's paths to count")
     ap.add_argument("--out", default="benchmarks/results/engine_op_count")
     args = ap.parse_args()
     package = Path(lf.__file__).resolve().parent  # the code measured, wherever it is checked out
     commit = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    rows = [count(c, args.backend) for c in args.cases.split(",")]
+    rows = [count(c, args.backend, p) for c in args.cases.split(",") for p in args.plans.split(",")]
     command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     Path(args.out + ".json").write_text(json.dumps({"command": command, "commit": commit, "rows": rows}, indent=1))
     lines = ["# Torch ops and host syncs per engine call", "", f"Command: `{command}` at commit {commit}.", "",
-             "| case | backend | ops | host syncs | most frequent ops |", "|---|---|---|---|---|"]
+             "| case | backend | plan | ops | host syncs | most frequent ops |", "|---|---|---|---|---|---|"]
     for r in rows:
         top = ", ".join(f"{n.replace('aten::', '')} {k}" for n, k in r["most_common"][:6])
-        lines.append(f"| {r['case']} | {r['backend']} | {r['ops']} | {r['syncs']} | {top} |")
+        lines.append(f"| {r['case']} | {r['backend']} | {r['plan']} | {r['ops']} | {r['syncs']} | {top} |")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -224,8 +224,8 @@ def engine_case(split, model, device: str, warmup: int, repeats: int,
     res: Dict[str, Any] = {"nodes": graph.num_nodes, "directed_edges": int(graph.col.numel()),
                            "pairs": int(pairs.shape[0]), "threshold": THRESHOLD}
 
-    def run(backend, threshold=THRESHOLD, stats=False):
-        return lf.predict(graph, pairs, threshold, model=model, backend=backend, return_stats=stats)
+    def run(backend, threshold=THRESHOLD, stats=False, plan="auto"):
+        return lf.predict(graph, pairs, threshold, model=model, backend=backend, return_stats=stats, plan=plan)
 
     s_ref, st_ref = run("reference", stats=True)
     s_tri, st_tri = run("triton", stats=True)
@@ -239,6 +239,7 @@ def engine_case(split, model, device: str, warmup: int, repeats: int,
     }
     L = model.config.layers
     res[f"stats_triton_t{THRESHOLD}"] = stats_summary(st_tri, L)
+    res["plan_auto_first_call"] = st_tri.plan  # the planner's choice before it knew the exits
     res["stats_reference"] = {"flops": st_ref.flops, "flops_paper": st_ref.flops_paper}
     del s_ref, s_tri, s_tor
     for t in OTHER_THRESHOLDS:  # more (t = 0.5) or no (t = 1.0) early exits, same weights
@@ -254,6 +255,9 @@ def engine_case(split, model, device: str, warmup: int, repeats: int,
            "engine_torch": lambda: run("torch"),
            "engine_triton": lambda: run("triton"),
            **{f"engine_triton_t{t}": (lambda t=t: run("triton", t)) for t in OTHER_THRESHOLDS},
+           # The planner's two paths, forced (engine_triton above is plan "auto"): auto / best.
+           "engine_triton_plan_dense": lambda: run("triton", plan="dense"),
+           "engine_triton_plan_engine": lambda: run("triton", plan="engine"),
            "pyg_fixed_depth": lambda: pyg_fixed_depth(graph, pairs, model)}
     res["timings"] = time_interleaved(fns, warmup, repeats)
     for entry in res["timings"].values():

@@ -208,7 +208,7 @@ def cmd_predict(args):
     st = EngineStats(backend=args.backend, threshold=args.threshold)
     batch = args.batch_size or PAIR_CHUNK
     parts = distributed.predict_chunks(pred, lambda: iter_pair_chunks(args.pairs, batch), threshold=args.threshold,
-                                       backend=args.backend, stats=st)
+                                       backend=args.backend, stats=st, plan=args.plan)
     writer, world = distributed.rank() == 0, distributed.world_size()
     for pairs, scores in parts:
         if writer:
@@ -216,8 +216,24 @@ def cmd_predict(args):
     share = f" (rank 0's share, of {world} ranks)" if world > 1 else ""
     if writer:
         print(f"# engine {st.backend} at threshold {args.threshold}{share}: {st.flops:.3g} MACs vs dense "
-              f"{st.flops_dense:.3g}; gnn {st.time_gnn * 1e3:.1f} ms, decoder {st.time_decoder * 1e3:.1f} ms",
-              file=sys.stderr)
+              f"{st.flops_dense:.3g}; gnn {st.time_gnn * 1e3:.1f} ms, decoder {st.time_decoder * 1e3:.1f} ms; "
+              f"plan {st.plan or 'dense reference'}", file=sys.stderr)
+
+
+def cmd_calibrate(args):
+    """Measure the planner's costs (engine/plan.py) again for this machine and cache them."""
+    import torch
+    from .backends import get_backend
+    from .engine.plan import cache_file, calibrate
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ops = get_backend(args.backend, device)
+    for m in args.hidden:
+        c = calibrate(ops, device, m, force=True)
+        print(f"{c.key}: {c.mac * 1e12:.2f} ps/MAC, {c.entry * 1e12:.1f} ps per aggregated entry x feature "
+              f"({c.entry_hot * 1e12:.1f} with the states in cache), "
+              f"copy {c.copy * 1e12:.1f} ps and select {c.select * 1e12:.1f} ps per row x feature, "
+              f"scan {c.scan * 1e9:.2f} ns/node, {c.op * 1e6:.1f} us/op, {c.sync * 1e6:.1f} us/sync")
+    print(f"cached in {cache_file()} ($LINKEXIT_CACHE moves it)")
 
 
 def _nproc_arg(p, what: str) -> None:
@@ -351,8 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help=backends)
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="pairs read and scored at a time (bounds the memory; None: engine.PAIR_CHUNK)")
+    p.add_argument("--plan", default="auto", choices=["auto", "dense", "engine"],
+                   help="the GNN stage's path: auto (the planner's choice per call, from costs measured "
+                        "on this machine: see 'calibrate'), dense (every node, every layer) or engine "
+                        "(only what the pairs need); every plan gives the same scores")
     _nproc_arg(p, "each scoring its share of every batch of pairs")
     p.set_defaults(fn=cmd_predict)
+    p = sub.add_parser("calibrate", help="measure the execution planner's costs on this machine again "
+                       "(cached; predict's plan='auto' reads them)")
+    p.add_argument("--backend", default="auto", help=backends)
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[64, 128, 256],
+                   help="hidden widths to calibrate (a model's width is calibrated on its first call otherwise)")
+    p.set_defaults(fn=cmd_calibrate)
     p = sub.add_parser("pareto", help="measured Pareto frontier: test MRR vs wall-clock and FLOPs")
     _data_args(p, dataset_default="synthetic:5000")
     _negatives_args(p)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Mapping
 
 import torch
 
-from .engine import predict
+from .engine import EngineStats, predict, predict_chunks
 from .models import EarlyExitLinkPredictor
 from .report import DEFAULT_THRESHOLD
 
@@ -107,7 +107,10 @@ def _time_workload(out, title: str, graph, pairs, model, threshold: float, round
         "reference": lambda: predict(graph, pairs, threshold, model=model, backend="reference"),
     }, rounds, warmup=False)
     speedup = t["reference"] / t["engine"]
-    out(f"{title}: engine ({st.backend}) {1e3 * t['engine']:.1f} ms vs dense reference "
+    planned = EngineStats(backend="auto", threshold=threshold)  # the plan the timed calls took
+    for _ in predict_chunks(graph, lambda: [pairs], threshold, model=model, stats=planned):
+        pass
+    out(f"{title}: engine ({st.backend}, plan {planned.plan.split(' (')[0]}) {1e3 * t['engine']:.1f} ms vs dense reference "
         f"{1e3 * t['reference']:.1f} ms -> speed-up {speedup:.2f}x "
         f"(median of {rounds} interleaved rounds; dense/engine multiply-accumulates "
         f"{st.flops_dense / st.flops:.2f}x)")

@@ -199,7 +199,8 @@ def _share(pairs: torch.Tensor, order: torch.Tensor, bounds: List[int]) -> torch
 
 
 def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLinkPredictor] = None,
-            backend: str = "auto", batch_size: Optional[int] = None, precision: str = "fp32") -> torch.Tensor:
+            backend: str = "auto", batch_size: Optional[int] = None, precision: str = "fp32",
+            plan: str = "auto") -> torch.Tensor:
     """:func:`linkexit_fast.predict` with the pairs shared among the ranks: link probabilities
     ``[P]`` (float32) for ``pairs`` ``[P, 2]``, in input order, on every rank.
 
@@ -212,7 +213,7 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
     near-tie, as between two backends.
 
     Args:
-        graph, threshold, model, backend, batch_size, precision: as in :func:`linkexit_fast.predict`.
+        graph, threshold, model, backend, batch_size, precision, plan: as in :func:`linkexit_fast.predict`.
         pairs: node pairs ``[P, 2]``, the same on every rank.
 
     Raises:
@@ -223,20 +224,20 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
     world = world_size()
     if world == 1:
         return engine.predict(graph, pairs, threshold, model=model, backend=backend, batch_size=batch_size,
-                              precision=precision)
+                              precision=precision, plan=plan)
     graph, model = _resolve(graph, model, threshold=threshold, backend=backend, batch_size=batch_size,
-                            precision=precision)
+                            precision=precision, plan=plan)
     pairs = check_pairs(pairs, graph.num_nodes)
     order, bounds = _agreed_split(pairs, graph, model)
     scores = engine.predict(graph, _share(pairs, order, bounds), threshold, model=model, backend=backend,
-                            batch_size=batch_size, precision=precision)
+                            batch_size=batch_size, precision=precision, plan=plan)
     return _gather(scores, pairs, order, bounds) if pairs.shape[0] else scores
 
 
 def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9, *,
                    model: Optional[EarlyExitLinkPredictor] = None, backend: str = "auto",
                    batch_size: Optional[int] = None, stats: Optional[engine.EngineStats] = None,
-                   precision: str = "fp32") -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+                   precision: str = "fp32", plan: str = "auto") -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """:func:`linkexit_fast.engine.predict_chunks` with every part shared among the ranks:
     yields ``(pairs [C, 2], scores [C])`` for each whole part, in input order, on every rank.
 
@@ -249,10 +250,10 @@ def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9
     world = world_size()
     if world == 1:
         yield from engine.predict_chunks(graph, chunks, threshold, model=model, backend=backend,
-                                         batch_size=batch_size, stats=stats, precision=precision)
+                                         batch_size=batch_size, stats=stats, precision=precision, plan=plan)
         return
     graph, model = _resolve(graph, model, threshold=threshold, backend=backend, batch_size=batch_size,
-                            precision=precision)
+                            precision=precision, plan=plan)
     reads, pending = [], collections.deque()
 
     def my_shares():
@@ -267,7 +268,7 @@ def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9
             yield _share(pairs, order, bounds)
 
     for _, scores in engine.predict_chunks(graph, my_shares, threshold, model=model, backend=backend,
-                                           batch_size=batch_size, stats=stats, precision=precision):
+                                           batch_size=batch_size, stats=stats, precision=precision, plan=plan):
         pairs, order, bounds = pending.popleft()
         yield pairs, _gather(scores, pairs, order, bounds) if pairs.shape[0] else scores
 

@@ -107,8 +107,10 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
                     continue
             seconds, scores = median_time(lambda: predict(split.graph, pairs, threshold=thr, model=model,
                                                           backend=backend), repeats)
+            # Timed as a user calls it (plan "auto"); the MACs are the engine path's, whatever
+            # the planner picked for speed.
             _, stats = predict(split.graph, pairs, threshold=thr, model=model, backend=backend,
-                               return_stats=True)
+                               return_stats=True, plan="engine")
             met = evaluate_scores(*split_scores(scores, pos, neg))
             point = dict(spec, seed=seed, family=family(spec), threshold=thr, seconds=seconds,
                          mrr=met.get("mrr"), hits10=met.get("hits@10"), flops=stats.flops,

@@ -72,8 +72,10 @@ def eval_report(pred: Predictor, split: LinkSplit, threshold: float = DEFAULT_TH
         if neg is None or len(pos) == 0:
             continue
         pairs = flatten_eval_pairs(pos, neg)
+        # plan="engine": the report shows what the engine's scope and exits spare, whatever the
+        # planner would pick for speed (the scores are the same on every plan).
         scores, st = predict(graph, pairs, threshold=threshold, model=model, backend=backend,
-                             return_stats=True)
+                             return_stats=True, plan="engine")
         metrics = evaluate_scores(*split_scores(scores, pos, neg))
         layer = st.exit_layer.max(1).values  # a pair resolves when its later endpoint exits
         res_frac = torch.bincount(layer, minlength=L + 1).float() / len(layer)

@@ -1,5 +1,6 @@
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,9 @@ import torch
 if not torch.cuda.is_available():
     # Triton kernels run through the interpreter on CPU; must be set before triton is imported.
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# The planner's calibration cache (engine/plan.py) goes to a fresh folder per session, not $HOME.
+os.environ.setdefault("LINKEXIT_CACHE", tempfile.mkdtemp(prefix="linkexit-cache-"))
 
 DATA = Path(os.environ.get("LINKEXIT_DATA", "../shared/data"))
 

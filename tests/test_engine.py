@@ -11,6 +11,7 @@ from conftest import exit_decided, require_data, require_optional
 from linkexit_fast.backends import available_backends
 from linkexit_fast.engine import api, cache, indexing, scope
 from linkexit_fast.engine import run as engine_run
+from linkexit_fast.engine.plan import PATHS
 from linkexit_fast.engine.scope import UNREACHED, hop_distance
 from linkexit_fast.evaluate import reference_scores
 from linkexit_fast.models import BACKBONES, EXIT_MODES, SEMANTICS, EarlyExitLinkPredictor, ModelConfig
@@ -73,14 +74,15 @@ def near_tie(logits: torch.Tensor, threshold: float) -> bool:
     return not bool(exit_decided(logits, threshold).all())
 
 
-def check_contract(model, graph, pairs, threshold, backend):
+def check_contract(model, graph, pairs, threshold, backend, plan="auto"):
     with recorded_logits(model) as logits:
         ref, res = reference_scores(model, graph, pairs, threshold=threshold)
     if any(near_tie(lg, threshold) for lg in logits):
         near_ties["count"] += 1  # a summation-order difference may legitimately flip this exit
         return False
     out, stats = lf.predict(graph, pairs, threshold=threshold, model=model, backend=backend,
-                            return_stats=True)
+                            return_stats=True, plan=plan)
+    assert stats.plan.startswith(plan if plan != "auto" else ("dense", "engine"))
     assert out.dtype == torch.float32 and out.shape == (len(pairs),)
     assert torch.allclose(out, ref.sigmoid(), atol=1e-5, rtol=0), (out - ref.sigmoid()).abs().max()
     assert torch.equal(stats.exit_layer, res.exit_layer[pairs])
@@ -93,9 +95,9 @@ def check_contract(model, graph, pairs, threshold, backend):
        layers=st.integers(1, 4), threshold=st.floats(0.05, 1.0), npairs=st.integers(1, 80),
        backend=st.sampled_from(ENGINE_BACKENDS), gpu_indexing=st.booleans(),
        saturated=st.sampled_from([0.0, scope.SATURATED, float("inf")]),
-       pair_chunk=st.sampled_from([1, 7, api.PAIR_CHUNK]))
+       pair_chunk=st.sampled_from([1, 7, api.PAIR_CHUNK]), plan=st.sampled_from(PATHS))
 def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, layers, threshold, npairs, backend,
-                                                   gpu_indexing, saturated, pair_chunk):
+                                                   gpu_indexing, saturated, pair_chunk, plan):
     backbone, exit, semantics = combo
     graph = random_graph(n, e, hubs, seed)
     torch.manual_seed(seed)
@@ -107,15 +109,17 @@ def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, laye
     if npairs > 2:
         pairs[-1] = pairs[1]  # a duplicate pair
     with engine_knobs(gpu_indexing, saturated, pair_chunk):
-        assume(check_contract(model, graph, pairs, threshold, backend))
+        assume(check_contract(model, graph, pairs, threshold, backend, plan))
 
 
-@pytest.mark.parametrize("gpu_indexing, saturated, pair_chunk", [
-    (False, scope.SATURATED, api.PAIR_CHUNK), (True, scope.SATURATED, 1), (False, 0.0, 1)])
+@pytest.mark.parametrize("gpu_indexing, saturated, pair_chunk, plan", [
+    (False, scope.SATURATED, api.PAIR_CHUNK, "engine"), (True, scope.SATURATED, 1, "engine"),
+    (False, 0.0, 1, "engine"), (False, scope.SATURATED, api.PAIR_CHUNK, "dense"),
+    (True, scope.SATURATED, 7, "dense")])
 @pytest.mark.parametrize("backend", ENGINE_BACKENDS)
 @pytest.mark.parametrize("backbone, exit, semantics", list(itertools.product(BACKBONES, ["node", "subgraph"], SEMANTICS)))
 def test_engine_all_nodes_and_one_pair(backbone, exit, semantics, backend, gpu_indexing, saturated,
-                                       pair_chunk):
+                                       pair_chunk, plan):
     graph = random_graph(120, 300, 1, 7)
     torch.manual_seed(3)
     model = EarlyExitLinkPredictor(ModelConfig(6, 120, hidden=16, layers=5, backbone=backbone, exit=exit,
@@ -124,7 +128,7 @@ def test_engine_all_nodes_and_one_pair(backbone, exit, semantics, backend, gpu_i
     all_pairs = torch.stack([torch.arange(120), torch.arange(120).roll(1)], 1)
     with engine_knobs(gpu_indexing, saturated, pair_chunk):
         for pairs in (all_pairs, all_pairs[:1]):
-            assert check_contract(model, graph, pairs, thr, backend)
+            assert check_contract(model, graph, pairs, thr, backend, plan)
 
 
 def test_near_ties_are_rare():
@@ -191,8 +195,9 @@ def test_sample_mode_matches_reference():
     assert torch.equal(stats.exit_layer, res.exit_layer[pairs])
 
 
+@pytest.mark.parametrize("plan", ["engine", "dense"])
 @pytest.mark.parametrize("backend", ENGINE_BACKENDS)
-def test_engine_on_citeseer(backend):
+def test_engine_on_citeseer(backend, plan):
     split = lf.datasets.load_heart("citeseer", require_data())
     torch.manual_seed(0)
     model = EarlyExitLinkPredictor(ModelConfig(3703, 3327, hidden=32, layers=4, exit="node")).eval()
@@ -205,8 +210,8 @@ def test_engine_on_citeseer(backend):
     gap = int((mid[1:] - mid[:-1]).argmax())
     thr = float(mid[gap] + mid[gap + 1]) / 2
     pairs = torch.cat([split.valid_pos, split.valid_neg[:20].reshape(-1, 2)])
-    assert check_contract(model, split.graph, pairs, thr, backend)
-    assert check_contract(model, split.graph, pairs[:3], thr, backend)
+    assert check_contract(model, split.graph, pairs, thr, backend, plan)
+    assert check_contract(model, split.graph, pairs[:3], thr, backend, plan)
 
 
 @pytest.mark.parametrize("bad, exc, msg", [
@@ -272,10 +277,10 @@ def test_scope_walks_are_skipped_where_they_cannot_prune(monkeypatch):
     model = EarlyExitLinkPredictor(ModelConfig(6, 60, hidden=16, layers=4, exit="node")).eval()
     thr = half_exit_threshold(model, graph)
     pairs = torch.randint(0, 60, (100, 2), generator=torch.Generator().manual_seed(3))
-    assert check_contract(model, graph, pairs, thr, "torch")
+    assert check_contract(model, graph, pairs, thr, "torch", "engine")
     assert not walks
     monkeypatch.setattr(scope, "SATURATED", float("inf"))
-    assert check_contract(model, graph, pairs, thr, "torch")
+    assert check_contract(model, graph, pairs, thr, "torch", "engine")
     assert walks
 
 
@@ -294,13 +299,14 @@ def test_frozen_neighbour_cache_is_exact(monkeypatch, edge_cost, built):
     probe = model(graph, mode="threshold", threshold=1.0)
     thr = float(probe.exit_prob[0].quantile(0.6)) + 1e-4  # 40 % freeze at the first decision
     pairs = torch.randint(0, 300, (200, 2), generator=torch.Generator().manual_seed(0))
-    assert check_contract(model, graph, pairs, thr, "torch")
+    assert check_contract(model, graph, pairs, thr, "torch", "engine")
     assert bool(calls) == built
 
 
+@pytest.mark.parametrize("plan", ["engine", "dense"])
 @pytest.mark.parametrize("semantics", ["freeze", "readout"])
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_layer_update_in_row_chunks_is_exact(monkeypatch, backbone, semantics):
+def test_layer_update_in_row_chunks_is_exact(monkeypatch, backbone, semantics, plan):
     """Large graphs update a layer's rows in chunks, into a scratch buffer that alternates with h;
     results do not change."""
     monkeypatch.setattr(engine_run, "ROW_CHUNK_BYTES", 7 * 4 * 16)  # 7 rows of 16 floats
@@ -310,7 +316,7 @@ def test_layer_update_in_row_chunks_is_exact(monkeypatch, backbone, semantics):
                                                exit="node", semantics=semantics)).eval()
     thr = half_exit_threshold(model, graph)
     pairs = torch.randint(0, 120, (60, 2), generator=torch.Generator().manual_seed(1))
-    assert check_contract(model, graph, pairs, thr, "torch")
+    assert check_contract(model, graph, pairs, thr, "torch", plan)
     # Every node an endpoint: whole layers update, and h and the scratch trade places.
     every = torch.stack([torch.arange(120), torch.randperm(120, generator=torch.Generator().manual_seed(2))], 1)
-    assert check_contract(model, graph, every, thr, "torch")
+    assert check_contract(model, graph, every, thr, "torch", plan)

@@ -92,8 +92,15 @@ def test_cli_train_eval_predict(tmp_path, capsys):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("0 1\n2 3\n")
     cli(["predict", str(out), str(pairs)])
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith(("0\t", "2\t"))]
+    captured = capsys.readouterr()
+    lines = [l for l in captured.out.splitlines() if l.startswith(("0\t", "2\t"))]
     assert len(lines) == 2
+    assert "plan engine (cost model" in captured.err or "plan dense (cost model" in captured.err
+    for plan in ("dense", "engine"):  # a forced plan: the same scores
+        cli(["predict", str(out), str(pairs), "--plan", plan])
+        captured = capsys.readouterr()
+        assert f"plan {plan} (requested)" in captured.err
+        assert [l for l in captured.out.splitlines() if l.startswith(("0\t", "2\t"))] == lines
     with pytest.raises(SystemExit):
         cli(["train", "--dataset", "nope:x", "--out", str(tmp_path / "x")])
 
@@ -122,3 +129,11 @@ def test_compare_marks_the_oracle(tmp_path):
     compare(reports, tmp_path)
     table = (tmp_path / "compare.md").read_text()
     assert "oracle (= L3)" in table and (tmp_path / "compare.png").exists()
+
+
+def test_calibrate_command_measures_and_caches(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LINKEXIT_CACHE", str(tmp_path))
+    cli(["calibrate", "--backend", "torch", "--hidden", "8"])
+    out = capsys.readouterr().out
+    assert "m=8" in out and "ps/MAC" in out and str(tmp_path / "planner_costs.json") in out
+    assert "m=8" in next(iter(json.loads((tmp_path / "planner_costs.json").read_text())))

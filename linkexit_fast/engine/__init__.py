@@ -20,8 +20,13 @@ predictor), within float32 summation-order noise. What the engine skips, and whe
    pairs are then scored ``PAIR_CHUNK`` at a time into the preallocated output: memory beyond the
    output is bounded by the graph's size, never by the number of pairs.
 
-The entry points are in ``api.py``, what a call computed in ``stats.py``, and the index ops and
-host syncs they all share in ``indexing.py``. Tuning constants live in the module that reads them
+Where the scope covers the graph and few nodes exit, this bookkeeping costs more than it spares,
+and the plain dense path (every node at every layer, exits as masks, on the same ops and scorer)
+is faster. The planner (``plan.py``) picks the path per call from a cost model measured on the
+machine (``predict(..., plan="auto")``, the default; ``"dense"`` and ``"engine"`` force one).
+
+The entry points are in ``api.py``, the planner in ``plan.py``, the layer loop in ``run.py``, what
+a call computed in ``stats.py``, and the index ops and host syncs they all share in ``indexing.py``. Tuning constants live in the module that reads them
 (``scope.SATURATED``, ``cache.CACHE_EDGE_COST``, ``indexing.SYNC_FREE``, ...): set them there.
 """
 from .api import PAIR_CHUNK, REFERENCE_CHUNK, embeddings, predict, predict_chunks

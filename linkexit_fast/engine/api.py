@@ -21,6 +21,7 @@ from .indexing import at
 from .run import gnn_stage
 from .scope import endpoints, marked_endpoints
 from .score import engine_scores, resolved_per_layer, score_chunks
+from .plan import check_plan
 from .stats import EngineStats, dense_flops, paper_flops
 
 # Pairs scored per chunk (predict's default batch_size): bounds the per-chunk index and logit
@@ -51,10 +52,11 @@ def _resolve_inputs(graph, model):
     return graph, model
 
 
-def _check_args(graph, model, threshold, backend, batch_size, precision="fp32"):
+def _check_args(graph, model, threshold, backend, batch_size, precision="fp32", plan="auto"):
     """The arguments of :func:`predict` and :func:`predict_chunks` but the pairs, checked, in
     the order that reports a bad backend name whatever else is wrong."""
     check_backend_name(backend)
+    check_plan(plan)
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if precision == "bf16" and backend == "reference":
@@ -81,7 +83,7 @@ def _eval_mode(model: EarlyExitLinkPredictor):
 @torch.no_grad()
 def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLinkPredictor] = None,
             backend: str = "auto", batch_size: Optional[int] = None, return_stats: bool = False,
-            precision: str = "fp32"):
+            precision: str = "fp32", plan: str = "auto"):
     """Link probabilities ``[P]`` (float32) for ``pairs`` (``[P, 2]`` tensor, array or list).
 
     The GNN stage runs once, for the set of all endpoints (its memory depends on the number of
@@ -110,12 +112,18 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
             else fp32), for ranking; ``stats.score_bound [P]``
             then bounds each pair's logit error against any fp32 scorer, and
             :func:`linkexit_fast.ranking.exact_heart_metrics` turns it into exact metrics.
+        plan: the GNN stage's path on an engine backend: ``"auto"`` (default: the planner of
+            :mod:`linkexit_fast.engine.plan` picks per call from a cost model measured on this
+            machine), ``"dense"`` (every node at every layer, exits as masks) or ``"engine"``
+            (scope, compaction, frozen-neighbour cache). Every path gives the same results (the
+            engine contract); ``stats.plan`` says which ran and why. Ignored by ``"reference"``.
 
     Raises:
         TypeError / ValueError: a bad argument, named in the message, before anything runs.
         RuntimeError: ``backend`` names a backend that cannot run here.
     """
-    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size, precision)
+    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size, precision,
+                                                      plan)
     pairs = check_pairs(pairs, graph.num_nodes)
     ops = None if backend == "reference" else get_backend(backend, pairs.device)
     stats = EngineStats(backend=backend, threshold=threshold)
@@ -129,7 +137,8 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
             stats.backend = ops.__name__.rsplit(".", 1)[-1]
             chunk = batch_size or PAIR_CHUNK
             ends = endpoints(pairs, graph.num_nodes)
-            z, key, layer = gnn_stage(model, graph, ends, threshold, ops, stats, count_flops=return_stats)
+            z, key, layer = gnn_stage(model, graph, ends, threshold, ops, stats, count_flops=return_stats,
+                                      path=plan)
             scores, layers = engine_scores(model, ops, z, key, pairs, chunk, stats,
                                            layer if return_stats else None, precision)
             if return_stats:
@@ -149,7 +158,7 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
 def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9, *,
                    model: Optional[EarlyExitLinkPredictor] = None, backend: str = "auto",
                    batch_size: Optional[int] = None, stats: Optional[EngineStats] = None,
-                   precision: str = "fp32") -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+                   precision: str = "fp32", plan: str = "auto") -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """:func:`predict` over pairs that come in parts: yields ``(pairs, scores)`` for each part,
     the part checked (``[C, 2]`` int64) and its link probabilities ``[C]``.
 
@@ -163,7 +172,8 @@ def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9
     (no ``flops_paper``, no exit layers; with ``precision="bf16"``, ``score_bound`` holds the
     last part's bounds). Other arguments and errors as in :func:`predict`.
     """
-    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size, precision)
+    graph, model, threshold, batch_size = _check_args(graph, model, threshold, backend, batch_size, precision,
+                                                      plan)
     if backend == "reference":  # the dense forward does not depend on the pairs: run it once
         for part in chunks():  # every part checked before the first score, as below
             check_pairs(part, graph.num_nodes)
@@ -186,7 +196,7 @@ def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9
     if ends.numel():
         # No context spans a yield: the caller's grad mode stays its own between parts.
         with torch.no_grad(), _eval_mode(model):
-            z, key, _ = gnn_stage(model, graph, ends, threshold, ops, stats, count_flops)
+            z, key, _ = gnn_stage(model, graph, ends, threshold, ops, stats, count_flops, plan)
     total = 0
     for part in chunks():  # pass 2: the scores
         pairs = check_pairs(part, n)
@@ -203,7 +213,7 @@ def predict_chunks(graph, chunks: Callable[[], Iterable], threshold: float = 0.9
 
 @torch.no_grad()
 def embeddings(graph, nodes, threshold: float = 0.9, *, model: Optional[EarlyExitLinkPredictor] = None,
-               backend: str = "auto") -> Tuple[torch.Tensor, torch.Tensor]:
+               backend: str = "auto", plan: str = "auto") -> Tuple[torch.Tensor, torch.Tensor]:
     """Output embeddings of ``nodes`` as :func:`predict` computes them: ``(z [r, m] float32,
     rows [k] int64)`` with ``z[rows[i]]`` the embedding of ``nodes[i]``.
 
@@ -212,7 +222,7 @@ def embeddings(graph, nodes, threshold: float = 0.9, *, model: Optional[EarlyExi
     forward (``z`` holds every node, ``rows = nodes``). Other arguments and errors as in
     :func:`predict`.
     """
-    graph, model, threshold, _ = _check_args(graph, model, threshold, backend, None)
+    graph, model, threshold, _ = _check_args(graph, model, threshold, backend, None, plan=plan)
     nodes = check_index_tensor(nodes, "nodes", shape=(None,), num_nodes=graph.num_nodes)
     with _eval_mode(model):
         if backend == "reference":
@@ -221,7 +231,7 @@ def embeddings(graph, nodes, threshold: float = 0.9, *, model: Optional[EarlyExi
         ops = get_backend(backend, nodes.device)
         ends = endpoints(nodes, n)
         z, key, _ = gnn_stage(model, graph, ends, threshold, ops, EngineStats(backend=backend, threshold=threshold),
-                              count_flops=False)
+                              count_flops=False, path=plan)
         return z, key(nodes)
 
 

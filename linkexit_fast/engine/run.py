@@ -16,8 +16,9 @@ import torch
 from ..graph import Graph
 from ..models import EarlyExitLinkPredictor
 from .cache import FrozenCache
-from .indexing import at, host, nonzero
+from .indexing import at, host, nonzero, sync_free
 from .inputs import input_states
+from .plan import Plan, check_plan, choose, profile, record
 from .scope import compact, row_key, walk_pays
 from .stats import EngineStats, head_macs, layer_k
 
@@ -30,28 +31,42 @@ ROW_CHUNK_BYTES = 16 << 20
 
 
 def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, threshold: float,
-              ops: ModuleType, stats: EngineStats, count_flops: bool = True
+              ops: ModuleType, stats: EngineStats, count_flops: bool = True, path: str = "engine"
               ) -> Tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
     """The GNN stage, once for all endpoints ``ends`` (sorted unique ids): ``(z, key, layer)``
     where ``key(part)`` maps pairs ``[C, 2]`` of those endpoints to their rows of ``z`` and
     ``layer`` holds each row's exit layer. Memory is bounded by the number of nodes.
 
-    ``count_flops=False`` leaves out of ``stats`` what costs device work to count (the edges
-    aggregated, a sparse input's entries): for callers that do not read it."""
+    ``path``: ``"engine"`` (scope, compaction, frozen-neighbour cache: only the rows the
+    endpoints still need), ``"dense"`` (every node at every layer, exits as masks, no
+    bookkeeping: what the reference forward computes, on the backend's ops) or ``"auto"`` (the
+    planner's choice, recorded in ``stats.plan``; the call then also teaches the planner the
+    model's exit profile): see :mod:`.plan`. ``count_flops=False`` leaves out of ``stats`` what
+    costs device work to count (the edges aggregated, a sparse input's entries): for callers
+    that do not read it."""
     t0 = time.perf_counter()
-    z, rows, layer = _Run(model, graph, ends, threshold, ops, stats, count_flops).run()
+    plan = choose(model, graph.num_nodes, graph.col.numel(), ends.numel(), threshold, ops,
+                  graph.rowptr.device, check_plan(path))
+    stats.plan = str(plan)
+    z, rows, layer = _Run(model, graph, ends, threshold, ops, stats, count_flops, plan).run()
+    key = row_key(ends, rows, graph.num_nodes)
+    if path == "auto" and model.config.exit != "none" and profile(model, threshold) is None:
+        record(model, threshold, at(layer, key(ends)))  # once per weights and threshold: a host read
     stats.time_gnn += time.perf_counter() - t0
-    return z, row_key(ends, rows, graph.num_nodes), layer
+    return z, key, layer
 
 
 class _Run:
     """State of one engine pass over a (possibly compacted) graph."""
 
     def __init__(self, model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor,
-                 threshold: float, ops: ModuleType, stats: EngineStats, count_flops: bool):
+                 threshold: float, ops: ModuleType, stats: EngineStats, count_flops: bool, plan: Plan):
         """``ends``: the pairs' endpoints, sorted unique global node ids. The layer loop depends on
         the pairs only through this set: an endpoint not yet exited keeps every pair it is in open,
-        so the endpoints still needed are exactly those not exited."""
+        so the endpoints still needed are exactly those not exited. ``plan.path == "dense"``: every
+        row at every layer (no walk, no compaction, no cache), exited states kept by a mask."""
+        self.plan = plan
+        self.dense = dense = plan.path == "dense"
         self.model, self.ops, self.stats, self.threshold = model, ops, stats, threshold
         self.count_flops = count_flops
         c = self.c = model.config
@@ -61,7 +76,7 @@ class _Run:
         self.sample = model.eval_mode == "sample"
         self.dev = graph.rowptr.device
         # Scope: everything within L hops of an endpoint; compact when that is a small part.
-        scope = self.scope = compact(graph, ends, self.L, model.self_loops)
+        scope = self.scope = compact(graph, ends, self.L, model.self_loops, walk=not dense)
         self.rowptr, self.col, self.weight, self.nodes = scope.rowptr, scope.col, scope.weight, scope.nodes
         self.ends, self.dist, self.deg, self.self_weight = scope.ends, scope.dist, scope.deg, scope.self_weight
         self.n = self.rowptr.numel() - 1
@@ -187,6 +202,8 @@ class _Run:
             the exited ones under freeze. The host often knows them without a pass over ``dist``
             (on a GPU, without the sync of its nonzero): at the last layer they are the open
             endpoints, and within ``radius`` of the endpoints every row not exited."""
+            if self.dense:
+                return self._every_row()
             if bound == 0:
                 return open_ends
             if radius is not None and radius <= bound and (n_exited == 0 or not self.freeze):
@@ -228,7 +245,11 @@ class _Run:
                     step = torch.zeros(n, device=dev)
                     step.scatter_(0, rows, step_rows)
                 # The rows judged are the rows this layer updates: under freeze less those exiting.
-                if self.freeze:  # none of the rows has exited: mark by mask, count below
+                if self.freeze and self.dense:  # every row judged: exited ones keep their layer
+                    new_mask = flag & ~exited
+                    exited |= new_mask
+                    exit_layer.masked_fill_(new_mask, l)
+                elif self.freeze:  # none of the rows has exited: mark by mask, count below
                     new_mask = flag
                     exited.scatter_(0, rows, flag)
                     exit_layer.scatter_(0, rows, torch.where(flag, l, L))
@@ -240,28 +261,35 @@ class _Run:
                     zsel[pos[pos_ok]] = at(h, new[pos_ok])
                     exited.scatter_(0, new, True)
                     exit_layer.scatter_(0, new, l)
-                still = ~at(exited, open_ends)
-                n_new, n_src = host(new_mask.sum(), still.sum())  # one transfer for both counts
-                n_exited += n_new
-                if n_src == 0:  # every endpoint exited, so every pair is resolved: stop here
-                    st.nodes_decided.append(decided)
-                    break
-                open_ends = at(open_ends, nonzero(still, n_src))
-                if bound == 0:  # the last layer updates the open endpoints only (live_rows)
+                if self.dense and self.freeze and sync_free(exited):
+                    # No host read (a sync on a GPU): every layer runs, as in the reference
+                    # forward, and the mask keeps the exited states.
+                    n_exited = n
+                else:
+                    still = ~at(exited, open_ends)
+                    n_new, n_src = host(new_mask.sum(), still.sum())  # one transfer for both counts
+                    n_exited += n_new
+                    if n_src == 0:  # every endpoint exited, so every pair is resolved: stop here
+                        st.nodes_decided.append(decided)
+                        break
+                    open_ends = at(open_ends, nonzero(still, n_src))
+                if self.dense:  # every row, every layer: no walk, no cache
+                    pass
+                elif bound == 0:  # the last layer updates the open endpoints only (live_rows)
                     upd = None
                 elif self.freeze:
                     upd = at(rows, nonzero(~flag, rows.numel() - n_new))
                 # Lazy re-scoping: only when the set of endpoints still needed shrank enough, and
                 # the walk may leave rows out (else the current distances, from a superset of
                 # these sources, stay: a superset of the rows needed).
-                if bound > 0 and (n_src <= 0.5 * sources_at_bfs
+                if not self.dense and bound > 0 and (n_src <= 0.5 * sources_at_bfs
                                   or (self.freeze and n_exited > 1.1 * exited_at_rebuild + 0.05 * n)) \
                         and walk_pays(n_src, bound, n, self.col.numel()):
                     dist, radius = self.scope.walk(open_ends, bound, ~exited if self.freeze else None), None
                     sources_at_bfs = n_src
                     upd = None
                 # The cache spares the aggregations of the layers after this one: none after the last.
-                if self.freeze and bound > 0 and n_exited > exited_at_rebuild + 0.25 * (n - exited_at_rebuild):
+                if not self.dense and self.freeze and bound > 0 and n_exited > exited_at_rebuild + 0.25 * (n - exited_at_rebuild):
                     keep = (dist <= bound) & ~exited
                     if self.cache.pays(exited, keep, later_updates=bound):
                         self.cache.rebuild(h, exited, keep, ops)
@@ -269,13 +297,18 @@ class _Run:
             st.nodes_decided.append(decided)
             if upd is None:
                 upd = live_rows(bound)
+            if self.plan.dense_step(upd.numel(), n, masked=self.freeze and n_exited > 0):
+                upd = self._every_row()  # the rows no one needs are computed, never read
             new_h = self._update(l, h, upd, step)
             if not (c.backbone == "gcn" and l == 0):  # gcn's first transform was the input layer's
                 st.flops_gnn += upd.numel() * k * m * m
             st.nodes_updated.append(int(upd.numel()))
             if self.count_flops:
                 edge_counts.append(self._edges(l, upd) + (upd.numel() if self.self_weight is not None else 0))
-            if upd.numel() == n:  # every row updated (so, under freeze, none has exited)
+            if upd.numel() == n:  # every row updated
+                if self.freeze and n_exited:  # exited states stay, by the reference's mask, in
+                    # place: a fresh [N, m] result pays its first-touch page faults (see _scratch)
+                    torch.where(exited[:, None], h, new_h, out=new_h)
                 if self.scratch is not None and new_h.data_ptr() == self.scratch.data_ptr():
                     self.scratch = h  # ping-pong: the old states become the scratch
                 h = new_h

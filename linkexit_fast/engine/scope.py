@@ -136,12 +136,12 @@ class Scope:
         return hop_distance(self.rowptr, self.col, sources, hops, passable, self.entry_rows, self.nodes is None)
 
 
-def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool) -> Scope:
+def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk: bool = True) -> Scope:
     """The scope of endpoints ``ends`` (sorted unique global ids): every row within ``hops`` of
-    one, compacted when that is a small part of the graph."""
+    one, compacted when that is a small part of the graph. ``walk=False``: every row, no walk."""
     n_glob = graph.num_nodes
     dev = graph.rowptr.device
-    if not walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
+    if not walk or not walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
         # One hop would reach every row: all rows count as within one hop (a superset of the
         # true scope, so nothing changes but possibly a few more updates), none is compacted.
         dist = torch.ones(n_glob, dtype=torch.int64, device=dev).scatter_(0, ends, 0)

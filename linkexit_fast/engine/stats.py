@@ -32,6 +32,7 @@ class EngineStats:
     time_gnn: float = 0.0
     time_decoder: float = 0.0
     score_bound: Optional[torch.Tensor] = None  # [P] logit error bound (precision="bf16")
+    plan: str = ""  # the GNN stage's path and the planner's reason (engine.plan.Plan)
 
     @property
     def flops(self) -> float:

@@ -1,0 +1,209 @@
+"""The planner's workload grid: ``plan="auto"`` against the dense path and the engine path, and
+all three against the dense reference, in one run of interleaved rounds per cell.
+
+    python benchmarks/planner_grid.py                      # -> benchmarks/results/planner_grid.{md,json,png}
+    python benchmarks/planner_grid.py --sizes 5000,20000 --rounds 3 --out /tmp/grid
+
+Cells: synthetic graphs (``datasets.synthetic``, mean degree 10, 64 features) of 5k, 20k, 200k and
+1M nodes x 100, 10k and all test pairs (the split's test positives and its as many random
+negatives) x thresholds 0.5, 0.9 and exits off (1.0); plus CiteSeer's full HeaRT test evaluation
+(455 positives x 500 negatives from this package's sampler, not HeaRT's files) and ogbl-ddi's
+validation set (OGB's random negatives). Models: the benchmark models of ``test_engine_bench.py``
+(a node-exit GCN, L = 3, hidden 256, trained on the 20k-node synthetic graph and served on each
+size; CiteSeer's node-exit GCN L = 8; ogbl-ddi's node-exit GCN L = 3).
+
+Every call is a full ``predict`` (GNN stage and fused scoring). Per cell: one uncounted warm-up
+call of each variant (the first ``auto`` call also teaches the planner the model's exit profile,
+as a serving process's first call would), then ``--rounds`` interleaved rounds; the reference,
+seconds a call on the large graphs, gets one timed round there (``--reference-rounds``). Cells
+where ``auto`` is more than 5 % slower than the faster path are timed again (``--rerun``
+rounds) to separate noise from a wrong plan; both results are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import linkexit_fast as lf
+from linkexit_fast.datasets import synthetic
+from linkexit_fast.engine import EngineStats, predict_chunks
+from linkexit_fast.evaluate import flatten_eval_pairs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_engine_bench import case, synthetic_model  # noqa: E402
+
+THRESHOLDS = (0.5, 0.9, 1.0)
+PATHS = ("auto", "dense", "engine")
+
+
+def interleaved(fns: dict, rounds: int) -> dict:
+    """Median seconds of each callable over ``rounds`` interleaved rounds (no warm-up here), the
+    order rotated each round so that no variant always follows the same one (cache state)."""
+    times = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[k]
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def workloads(sizes):
+    """(graph label, pairs label, graph, pairs, model) for every cell but the thresholds."""
+    model = synthetic_model()
+    for n in sizes:
+        split = synthetic(n, 10, 64, 50, 0)
+        g = torch.Generator().manual_seed(0)
+        for label, k in (("100", 100), ("10k", 10_000)):
+            yield f"synthetic {n:,}", label, split.graph, torch.randint(0, n, (k, 2), generator=g), model
+        test = flatten_eval_pairs(split.test_pos, split.test_neg)
+        yield f"synthetic {n:,}", f"all test ({len(test):,})", split.graph, test, model
+        del split
+    for name, label in (("citeseer-test", "HeaRT test, sampler negatives"), ("ddi-valid", "valid, OGB negatives")):
+        try:
+            graph, pairs, model = case(name)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"skipping {name}: {e}", file=sys.stderr)
+            continue
+        yield name.split("-")[0], f"{label} ({len(pairs):,})", graph, pairs, model
+
+
+def measure(graph, pairs, model, threshold, args) -> dict:
+    def call(plan):
+        return lambda: lf.predict(graph, pairs, threshold, model=model, plan=plan)
+    fns = {p: call(p) for p in PATHS}
+    first = {p: fns[p]() for p in PATHS}  # warm-up, uncounted; checks the paths agree
+    t0 = time.perf_counter()
+    ref_first = lf.predict(graph, pairs, threshold, model=model, backend="reference")
+    slow_ref = time.perf_counter() - t0 > args.slow_reference
+    agree = max(float((first[p] - ref_first).abs().max()) for p in PATHS)
+    reference = lambda: lf.predict(graph, pairs, threshold, model=model, backend="reference")  # noqa: E731
+    med = interleaved(dict(fns, **({} if slow_ref else {"reference": reference})), args.rounds)
+    if slow_ref:
+        med.update(interleaved({"reference": reference}, args.reference_rounds))
+    # Untimed: the engine path's MACs (predict_chunks fills them without return_stats' reference
+    # pass) and the plan auto takes, now that it has seen the model's exits.
+    st = EngineStats(backend="auto", threshold=threshold)
+    list(predict_chunks(graph, lambda: [pairs], threshold, model=model, stats=st, plan="engine"))
+    auto_stats = EngineStats(backend="auto", threshold=threshold)
+    list(predict_chunks(graph, lambda: [pairs], threshold, model=model, stats=auto_stats))
+    best = min(med["dense"], med["engine"])
+    row = {"seconds": med, "auto_over_best": med["auto"] / best, "plan": auto_stats.plan,
+           "engine_flop_ratio": st.flops_dense / st.flops,
+           "engine_speedup_vs_reference": med["reference"] / med["engine"],
+           "auto_speedup_vs_reference": med["reference"] / med["auto"],
+           "max_abs_diff": agree, "reference_rounds": args.reference_rounds if slow_ref else args.rounds}
+    if row["auto_over_best"] > 1.05 and args.rerun:
+        again = interleaved({p: fns[p] for p in PATHS}, args.rerun)
+        row["rerun"] = {"seconds": again, "auto_over_best": again["auto"] / min(again["dense"], again["engine"])}
+    return row
+
+
+def render(rows, meta) -> str:
+    lines = ["# Planner grid: `plan=\"auto\"` against the dense and engine paths", "",
+             f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}.", "",
+             f"Medians of {meta['rounds']} interleaved rounds per cell (after one uncounted call of "
+             f"each), whole `predict` calls (GNN stage + fused scoring); the dense reference "
+             f"(`backend=\"reference\"`: the model's dense forward, then gather-then-MLP scoring) in "
+             f"the same rounds, or in {meta['reference_rounds']} round(s) where one call took over "
+             f"{meta['slow_reference']} s. 'auto / best': auto's time over the faster of dense and "
+             f"engine; 'FLOP ratio': the dense reference's MACs over the engine path's. Threshold "
+             f"1.0 = exits off. Negatives: synthetic graphs, as many uniformly random non-edges as "
+             f"test positives; CiteSeer, 500 per positive from this package's HeaRT-style sampler; "
+             f"ogbl-ddi, OGB's validation negatives.", "",
+             "| graph | pairs | threshold | plan taken by auto | auto s | dense s | engine s | reference s | "
+             "auto / best | auto vs reference | engine vs reference | FLOP ratio | rerun auto / best |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["seconds"]
+        rerun = f"{r['rerun']['auto_over_best']:.3f}" if "rerun" in r else ""
+        lines.append(f"| {r['graph']} | {r['pairs']} | {r['threshold']} | {r['plan'].split(' (')[0]} | "
+                     f"{s['auto']:.4f} | {s['dense']:.4f} | {s['engine']:.4f} | {s['reference']:.4f} | "
+                     f"{r['auto_over_best']:.3f} | {r['auto_speedup_vs_reference']:.2f}x | "
+                     f"{r['engine_speedup_vs_reference']:.2f}x | {r['engine_flop_ratio']:.2f}x | {rerun} |")
+    worst = max(min(r["auto_over_best"], r.get("rerun", {}).get("auto_over_best", 9e9)) for r in rows)
+    slower_than_ref = [r for r in rows if r["auto_speedup_vs_reference"] < 1.0]
+    engine_cells = [r for r in rows if r["seconds"]["engine"] < r["seconds"]["dense"]]
+    short = [r for r in engine_cells if r["engine_speedup_vs_reference"] < 0.8 * r["engine_flop_ratio"]]
+    lines += ["", f"Worst auto / best over the cells (the lower of the first timing and its rerun): "
+              f"{worst:.3f}. Cells where auto is slower than the dense reference: {len(slower_than_ref)}. "
+              f"Cells where the engine path is the faster and its speed-up over the reference is "
+              f"under 0.8 x the FLOP ratio: {len(short)} of {len(engine_cells)}"
+              + (": " + "; ".join(f"{r['graph']} {r['pairs']} t={r['threshold']} "
+                                  f"({r['engine_speedup_vs_reference']:.2f}x vs {r['engine_flop_ratio']:.2f}x)"
+                                  for r in short) if short else "") + ".",
+              "", "![auto / best heat map](planner_grid.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def heat_map(rows, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = list(dict.fromkeys(f"{r['graph']}, {r['pairs']}" for r in rows))
+    grid = torch.full((len(labels), len(THRESHOLDS)), float("nan"))
+    for r in rows:
+        best = min(r["auto_over_best"], r.get("rerun", {}).get("auto_over_best", 9e9))
+        grid[labels.index(f"{r['graph']}, {r['pairs']}"), THRESHOLDS.index(r["threshold"])] = best
+    fig, ax = plt.subplots(figsize=(6.5, 0.42 * len(labels) + 1.6))
+    im = ax.imshow(grid.numpy(), cmap="RdYlGn_r", vmin=0.9, vmax=1.2, aspect="auto")
+    for i in range(len(labels)):
+        for j in range(len(THRESHOLDS)):
+            if not torch.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(THRESHOLDS)), [f"t={t}" if t < 1 else "exits off" for t in THRESHOLDS])
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_title("auto / faster of (dense, engine): median wall-clock, CPU", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="5000,20000,200000,1000000", help="synthetic graph sizes (nodes)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rerun", type=int, default=7, help="rounds of the rerun of a cell that misses 5 %%; 0: none")
+    ap.add_argument("--reference-rounds", type=int, default=1)
+    ap.add_argument("--slow-reference", type=float, default=3.0,
+                    help="seconds of one reference call above which it gets --reference-rounds rounds")
+    ap.add_argument("--no-real", action="store_true", help="synthetic graphs only")
+    ap.add_argument("--out", default="benchmarks/results/planner_grid")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    rows = []
+    for graph_label, pairs_label, graph, pairs, model in workloads(sizes):
+        if args.no_real and not graph_label.startswith("synthetic"):
+            continue
+        for t in THRESHOLDS:
+            row = dict(graph=graph_label, pairs=pairs_label, threshold=t, **measure(graph, pairs, model, t, args))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    meta = {"command": "python benchmarks/planner_grid.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+                       f"{torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}",
+            "rounds": args.rounds, "reference_rounds": args.reference_rounds,
+            "slow_reference": args.slow_reference}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    out.with_suffix(".md").write_text(render(rows, meta))
+    heat_map(rows, out.with_suffix(".png"))
+    print(render(rows, meta))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""The execution planner: per call, the dense path or the engine, from a cost model measured here.
+
+Two paths compute the same GNN stage (the engine contract holds for both, and the scores then go
+through the same fused scorer):
+
+* ``"dense"``: every node at every layer, exits as masks, no bookkeeping. What the reference
+  forward computes, on the backend's ops: it pays when the scope covers the graph and few nodes exit.
+* ``"engine"``: scope walk, compaction, updates of the rows still needed only, frozen-neighbour
+  cache. It pays when the queries' L-hop field is a small part of the graph or many nodes exit,
+  but each layer costs index passes, launches and host syncs that the dense path does not.
+
+:func:`choose` predicts both from :class:`Costs` (seconds per unit of work, measured by
+:func:`calibrate` on this device, this backend and this hidden width, then cached on disk) and from
+what the call knows before it runs: N, the CSR's entries, the endpoints, L, m and the model's exit
+profile, the share of endpoints still open at each layer, learnt from the model's earlier calls
+at the same threshold (:func:`record`; a first call assumes no exits). The estimate, over the
+layers that run (both paths stop once every endpoint has exited):
+
+    dense  = sum_l N * (row + m * select [freeze, from the first exit on]) + fixed_dense
+    engine = sum_l R_l * (row + 2 * m * copy) + fixed_engine + scans * N * scan + walk
+
+with ``row`` the per-row update cost (``k m^2`` MACs of the transform, ``(d+1) m`` of the
+aggregation, the exit head), ``fixed`` the per-layer op launches and syncs, and ``R_l`` the rows
+layer ``l`` updates: within ``L - l - 1`` hops of the endpoints still open (reach at the mean
+degree, capped at N), times, under ``freeze``, the share still open; a layer whose live rows
+are nearly all rows updates every row instead (:meth:`Plan.dense_step`). Redo the calibration with ``linkexit-fast calibrate`` (or :func:`calibrate` with
+``force=True``) after a hardware or torch change; ``$LINKEXIT_CACHE`` moves the cache folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..models import EarlyExitLinkPredictor
+from .stats import head_macs, layer_k
+
+PATHS = ("auto", "dense", "engine")
+# Torch ops per layer outside the update itself (counted with benchmarks/engine_op_count.py's
+# profiler on CiteSeer and ogbl-ddi, GPU index path): the engine's masks, index lists, counts and
+# scatters against the dense path's decision, mask and select.
+ENGINE_OPS_PER_LAYER = 40
+DENSE_OPS_PER_LAYER = 12
+# Host syncs per layer: the engine reads its counts once per layer (and walks add a few);
+# the dense path reads whether every endpoint has exited.
+ENGINE_SYNCS_PER_LAYER = 2
+DENSE_SYNCS_PER_LAYER = 1
+# O(N) mask passes per layer of the engine (live rows, exited, open endpoints, nonzero).
+ENGINE_SCANS_PER_LAYER = 6
+# States [N, m] up to this size count as cache-resident for the aggregation's cost: its gathers
+# ran about 7x faster per entry on ogbl-ddi (4,267 x 256 floats, 4.4 MB) than on a random 20k-node
+# graph (20 MB) on the 2-core Xeon.
+HOT_BYTES = 8 << 20
+
+
+@dataclass
+class Costs:
+    """Seconds per unit of work on one device, backend and hidden width ``m``, from :func:`calibrate`."""
+
+    mac: float  # per multiply-accumulate of a row transform (F.linear, [rows, m] x [m, m])
+    entry: float  # per aggregated CSR entry and feature (the backend's aggregate_rows), states out of cache
+    entry_hot: float  # the same with the states in cache (HOT_BYTES or less)
+    copy: float  # per row and feature gathered and scattered back (index_select + index_copy_)
+    select: float  # per row and feature of a masked select (torch.where over [N, m])
+    scan: float  # per node of a mask pass (compare, nonzero)
+    op: float  # per op launch, fixed
+    sync: float  # per host sync (device-to-host read), beyond the op
+    key: str = ""
+
+
+@dataclass
+class Plan:
+    """The path a call took and why; ``seconds`` holds each path's estimate (``{}`` when forced)."""
+
+    path: str
+    reason: str
+    seconds: Dict[str, float] = field(default_factory=dict)
+    # Seconds per row of a layer update, of a live row's gather and scatter back, of the mask that
+    # keeps exited states: what dense_step weighs (zeros: never a dense step).
+    row: float = 0.0
+    copy: float = 0.0
+    select: float = 0.0
+
+    def dense_step(self, live: int, n: int, masked: bool) -> bool:
+        """Whether an engine layer with ``live`` of ``n`` rows to update is cheaper updating every
+        row (what no open endpoint needs is computed and never read; with ``masked``, exited
+        states are put back by a mask) than gathering the live rows and scattering them back
+        (the exit heads' gather and the update's scatter: two copies a row). On the 200k-node
+        synthetic graph's full evaluation at threshold 1.0, 99.97 % of the rows were live and the
+        two copies made the engine 10-19 % slower than the dense path."""
+        if self.row <= 0.0 or live >= n:
+            return False
+        return n * (self.row + (self.select if masked else 0.0)) < live * (self.row + 2 * self.copy)
+
+    def __str__(self) -> str:
+        est = ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in self.seconds.items())
+        return f"{self.path} ({self.reason}{'; estimated ' + est if est else ''})"
+
+
+def check_plan(plan: str) -> str:
+    if plan not in PATHS:
+        raise ValueError(f"plan must be one of {', '.join(map(repr, PATHS))}, got {plan!r}")
+    return plan
+
+
+# ----------------------------------------------------------------------------- calibration
+_COSTS: Dict[str, Costs] = {}
+
+
+def cache_file() -> Path:
+    """Where calibrations are kept: ``$LINKEXIT_CACHE/planner_costs.json``, by default under
+    ``~/.cache/linkexit_fast``."""
+    root = os.environ.get("LINKEXIT_CACHE") or Path.home() / ".cache" / "linkexit_fast"
+    return Path(root) / "planner_costs.json"
+
+
+def _key(ops: ModuleType, device: torch.device, m: int) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
+    return f"{name}|{ops.__name__.rsplit('.', 1)[-1]}|torch {torch.__version__}|m={m}"
+
+
+def _median_seconds(fn, device: torch.device, repeats: int = 5) -> float:
+    fn()  # warm-up: lazy builds, allocator
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def calibrate(ops: ModuleType, device: torch.device, m: int, force: bool = False) -> Costs:
+    """Measure :class:`Costs` for ``ops`` on ``device`` at hidden width ``m`` (a random graph of
+    20k nodes on a CPU, 200k on a GPU, mean degree 8, and one whose states fill half of
+    ``HOT_BYTES``, mean degree 64; about 0.1-0.5 s), or read them back from
+    memory or from :func:`cache_file`. ``force`` measures again and overwrites the cached entry.
+    A cache folder that cannot be written is skipped without an error."""
+    key = _key(ops, device, m)
+    if not force and key in _COSTS:
+        return _COSTS[key]
+    path = cache_file()
+    stored = {}
+    try:
+        stored = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        stored = {}
+    if not force and key in stored:
+        try:
+            _COSTS[key] = Costs(**stored[key])
+            return _COSTS[key]
+        except TypeError:  # written by another version: measured again below
+            pass
+    n, deg = (200_000 if device.type == "cuda" else 20_000), 8
+    g = torch.Generator().manual_seed(0)
+
+    def aggregation(n, deg):
+        """Seconds per entry and feature of aggregate_rows over every row of a random CSR."""
+        rowptr = (torch.arange(n + 1) * deg).to(device)
+        col = torch.randint(0, n, (n * deg,), generator=g).to(device)
+        weight = torch.rand(n * deg, generator=g).to(device)
+        h, rows = torch.randn(n, m, generator=g).to(device), torch.arange(n, device=device)
+        return _median_seconds(lambda: ops.aggregate_rows(rowptr, col, weight, h, rows), device) / (n * deg * m)
+    h = torch.randn(n, m, generator=g).to(device)
+    w = torch.randn(m, m, generator=g).to(device)
+    half = torch.randperm(n, generator=g)[: n // 2].sort().values.to(device)
+    mask = (torch.rand(n, generator=g) < 0.5).to(device)
+    tiny = torch.ones(1, device=device)
+    out = torch.empty(n // 2, m, device=device)
+
+    def copy():
+        torch.index_select(h, 0, half, out=out)
+        h.index_copy_(0, half, out)
+
+    def ops_loop():
+        for _ in range(100):
+            tiny.add_(0)
+
+    def syncs():
+        for _ in range(20):
+            tiny.add_(0).item()
+
+    op = _median_seconds(ops_loop, device) / 100
+    costs = Costs(
+        mac=_median_seconds(lambda: F.linear(h, w), device) / (n * m * m),
+        entry=aggregation(n, deg), entry_hot=aggregation(max(HOT_BYTES // (8 * m), 16), 64),
+        copy=_median_seconds(copy, device) / (half.numel() * m),
+        select=_median_seconds(lambda: torch.where(mask[:, None], h, h), device) / (n * m),
+        scan=_median_seconds(lambda: (mask & ~mask).nonzero(), device) / n,
+        op=op, sync=max(_median_seconds(syncs, device) / 20 - op, 0.0), key=key)
+    _COSTS[key] = costs
+    stored[key] = asdict(costs)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=1))
+    except OSError:
+        pass
+    return costs
+
+
+# ----------------------------------------------------------------------------- exit profiles
+# model -> {threshold: (parameter version, [share of endpoints still open before each layer])}
+_PROFILES: "weakref.WeakKeyDictionary[EarlyExitLinkPredictor, dict]" = weakref.WeakKeyDictionary()
+
+
+def _version(model: EarlyExitLinkPredictor) -> tuple:
+    """Changes when any parameter is updated in place (an optimiser step) or replaced."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+def record(model: EarlyExitLinkPredictor, threshold: float, end_layers: torch.Tensor) -> None:
+    """Learn the model's exit profile at ``threshold`` from its endpoints' exit layers ``[E]``
+    (one call's; ``L`` = never exited): the share still open after each layer's decisions.
+    One host read."""
+    L = model.config.layers
+    if end_layers.numel() == 0 or model.config.exit == "none":
+        return
+    counts = torch.bincount(end_layers, minlength=L + 1).tolist()
+    total, left, open_after = sum(counts), sum(counts), []
+    for c in counts[:L]:
+        left -= c
+        open_after.append(left / total)
+    _PROFILES.setdefault(model, {})[threshold] = (_version(model), open_after)
+
+
+def profile(model: EarlyExitLinkPredictor, threshold: float) -> Optional[List[float]]:
+    """The share of endpoints still open after each layer's exit decisions, learnt from earlier
+    calls at ``threshold`` with the same weights (None: unknown)."""
+    hit = _PROFILES.get(model, {}).get(threshold)
+    return hit[1] if hit is not None and hit[0] == _version(model) else None
+
+
+# ----------------------------------------------------------------------------- the choice
+def _row_cost(model: EarlyExitLinkPredictor, n: int, entries: int, costs: Costs) -> float:
+    """Seconds of one row's layer update: its transform, exit head(s) and aggregation."""
+    c = model.config
+    m, k = c.hidden, layer_k(model)
+    head = 0 if c.exit == "none" else head_macs(m, c.exit_hidden, c.backbone == "sas") * (
+        2 if c.exit == "subgraph" else 1)
+    entry = costs.entry_hot if n * m * 4 <= HOT_BYTES else costs.entry
+    return (k * m * m + head) * costs.mac + (entries / max(n, 1) + model.self_loops) * m * entry
+
+
+def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, costs: Costs,
+             open_after: Optional[List[float]]) -> Dict[str, float]:
+    """Estimated seconds of the GNN stage on each path (see the module docstring), from the share
+    of endpoints still open after each layer's exit decisions (None: no exits assumed)."""
+    c = model.config
+    L, m = c.layers, c.hidden
+    d = entries / max(n, 1)
+    exits = c.exit != "none"
+    freeze = exits and c.semantics == "freeze"
+    row = _row_cost(model, n, entries, costs)
+    step = Plan("engine", "", row=row, copy=m * costs.copy, select=m * costs.select)
+    after = open_after or [1.0] * L
+    # Both paths stop once every endpoint has exited: layer l updates only if one is still open.
+    ran = [l for l in range(L) if after[l] > 0]
+    dense = sum(n * row + DENSE_OPS_PER_LAYER * costs.op + DENSE_SYNCS_PER_LAYER * costs.sync
+                + (n * m * costs.select if freeze and l >= model.first_exit else 0.0) for l in ran)
+    engine, walk_rows = 0.0, 0.0
+    for l in ran:
+        hops = L - l - 1  # rows within this many hops of an open endpoint are still needed
+        reach = min(float(n), ends * after[l] * (d + 1) ** hops)
+        rows = reach * (after[l] if freeze else 1.0)  # under freeze, exited rows are not updated
+        walk_rows += reach if reach < n else 0.0
+        masked = freeze and after[l] < 1.0
+        update = (n * (row + masked * step.select) if step.dense_step(int(rows), n, masked)
+                  else rows * (row + 2 * step.copy))
+        engine += (update + ENGINE_OPS_PER_LAYER * costs.op
+                   + ENGINE_SYNCS_PER_LAYER * costs.sync + ENGINE_SCANS_PER_LAYER * n * costs.scan)
+    engine += walk_rows * d * costs.scan  # the scope walks visit the reached rows' entries
+    return {"dense": dense, "engine": engine}
+
+
+def choose(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, threshold: float,
+           ops: ModuleType, device: torch.device, requested: str = "auto") -> Plan:
+    """The plan of one call on a graph of ``n`` nodes and ``entries`` CSR entries with ``ends``
+    distinct endpoints. ``requested`` ``"dense"`` / ``"engine"`` forces that path."""
+    if requested == "dense":
+        return Plan("dense", "requested")
+    costs = calibrate(ops, device, model.config.hidden)
+    m = model.config.hidden
+    steps = dict(row=_row_cost(model, n, entries, costs), copy=m * costs.copy, select=m * costs.select)
+    if requested == "engine":
+        return Plan("engine", "requested", **steps)
+    after = profile(model, threshold) if model.config.exit != "none" else None
+    est = estimate(model, n, entries, ends, costs, after)
+    path = min(est, key=est.get)
+    known = "no exits" if model.config.exit == "none" else (
+        "exit profile of earlier calls" if after is not None else "no exit profile yet: none assumed")
+    return Plan(path, f"cost model, {known}", est, **steps)

@@ -1,0 +1,152 @@
+"""The execution planner (engine/plan.py): its choices, its exit profiles, its calibration cache.
+That every plan gives the reference's results is checked with the engine's contract tests
+(test_engine.py runs each case under ``plan`` "auto", "dense" and "engine")."""
+import json
+
+import pytest
+import torch
+
+import linkexit_fast as lf
+from linkexit_fast.backends import get_backend
+from linkexit_fast.engine import plan as planner
+from linkexit_fast.models import EarlyExitLinkPredictor, ModelConfig
+from test_engine import random_graph
+
+# Seconds per unit of a made-up machine, so the choices below do not depend on this one.
+COSTS = planner.Costs(mac=2e-11, entry=3e-10, entry_hot=5e-11, copy=2e-9, select=1.5e-9, scan=1e-9, op=5e-6, sync=1e-6)
+
+
+@pytest.fixture
+def fixed_costs(monkeypatch):
+    monkeypatch.setattr(planner, "calibrate", lambda ops, device, m, force=False: COSTS)
+
+
+def model_of(n, layers=3, exit="node", hidden=32, seed=0):
+    torch.manual_seed(seed)
+    return EarlyExitLinkPredictor(ModelConfig(6, n, hidden=hidden, layers=layers, exit=exit)).eval()
+
+
+def test_few_queries_on_a_large_graph_take_the_engine(fixed_costs):
+    graph = random_graph(3000, 9000, 0, 1)
+    model = model_of(3000)
+    _, st = lf.predict(graph, [[0, 1], [2, 3]], model=model, return_stats=True)
+    assert st.plan.startswith("engine") and "no exit profile yet" in st.plan
+
+
+def test_every_node_an_endpoint_without_exits_takes_the_dense_path(fixed_costs):
+    graph = random_graph(400, 2000, 0, 2)
+    model = model_of(400, exit="none")
+    pairs = torch.stack([torch.arange(400), torch.arange(400).roll(1)], 1)
+    _, st = lf.predict(graph, pairs, model=model, return_stats=True)
+    assert st.plan.startswith("dense") and "no exits" in st.plan
+    # Forced paths are taken as asked, and say so.
+    _, st = lf.predict(graph, pairs, model=model, return_stats=True, plan="engine")
+    assert st.plan == "engine (requested)"
+
+
+def test_the_exit_profile_is_learnt_and_forgotten_when_the_weights_change(fixed_costs):
+    graph = random_graph(400, 2000, 0, 3)
+    model = model_of(400, layers=4)
+    pairs = torch.stack([torch.arange(400), torch.arange(400).roll(1)], 1)
+    thr = 0.5
+    _, first = lf.predict(graph, pairs, thr, model=model, return_stats=True)
+    assert "no exit profile yet" in first.plan
+    # The share of endpoints open after each layer, recomputed from the reference's exit layers.
+    ref_layers = model(graph, mode="threshold", threshold=thr).exit_layer
+    expect = [float((ref_layers > l).float().mean()) for l in range(4)]
+    assert planner.profile(model, thr) == pytest.approx(expect, abs=1e-12)
+    assert planner.profile(model, 0.9) is None  # learnt per threshold
+    _, second = lf.predict(graph, pairs, thr, model=model, return_stats=True)
+    assert "exit profile of earlier calls" in second.plan
+    # An optimiser step changes the weights in place: the profile no longer holds.
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.predictor.lins[0].weight.grad = torch.ones_like(model.predictor.lins[0].weight)
+    opt.step()
+    assert planner.profile(model, thr) is None
+
+
+def test_exits_that_spare_rows_turn_the_choice_to_the_engine(fixed_costs):
+    graph = random_graph(2000, 10000, 0, 5)
+    model = model_of(2000, layers=4, hidden=64)
+    ops, cpu, every = get_backend("torch"), torch.device("cpu"), 2000
+    assert planner.choose(model, 2000, graph.col.numel(), every, 0.9, ops, cpu).path == "dense"
+    # Nine in ten endpoints exit at the first decision (layer 1), the rest run to the end.
+    planner.record(model, 0.9, torch.tensor([1] * 900 + [4] * 100))
+    assert planner.profile(model, 0.9) == pytest.approx([1.0, 0.1, 0.1, 0.1])
+    assert planner.choose(model, 2000, graph.col.numel(), every, 0.9, ops, cpu).path == "engine"
+    # All of them at the same layer: both paths stop there, and the dense one has less bookkeeping.
+    planner.record(model, 0.9, torch.tensor([2] * 1000))
+    assert planner.choose(model, 2000, graph.col.numel(), every, 0.9, ops, cpu).path == "dense"
+
+
+def test_estimates_follow_the_documented_formula():
+    """The dense estimate, recomputed here from the module docstring's formula."""
+    model = model_of(100, layers=4, hidden=16)
+    n, entries = 1000, 8000
+    est = planner.estimate(model, n, entries, n, COSTS, None)
+    m, d, L = 16, 8.0, 4
+    head = 16 * model.config.exit_hidden + model.config.exit_hidden * 2  # lin1, lin2 (no temperature head)
+    row = (m * m + head) * COSTS.mac + (d + 1) * m * COSTS.entry_hot  # 1000 x 16 floats: in cache
+    layer = n * row + planner.DENSE_OPS_PER_LAYER * COSTS.op + planner.DENSE_SYNCS_PER_LAYER * COSTS.sync
+    assert est["dense"] == pytest.approx(L * layer + (L - 1) * n * m * COSTS.select, rel=1e-12)
+    # Every endpoint exits at layer 2: layers 0 and 1 update (the first without a mask), then both stop.
+    early = planner.estimate(model, n, entries, n, COSTS, [1.0, 1.0, 0.0, 0.0])
+    assert early["dense"] == pytest.approx(2 * layer + n * m * COSTS.select, rel=1e-12)
+    # No exits, every node an endpoint: the engine does the same rows plus its bookkeeping.
+    assert est["engine"] > est["dense"] * 0.9
+    # Two endpoints of 200k nodes: the engine's rows are their reach, its fixed costs are small.
+    big = planner.estimate(model, 200_000, 1_600_000, 2, COSTS, None)
+    assert big["engine"] < 0.2 * big["dense"]
+
+
+def test_bad_plan_is_refused_before_anything_runs():
+    graph = random_graph(20, 40, 0, 4)
+    with pytest.raises(ValueError, match="plan must be one of 'auto', 'dense', 'engine', got 'fast'"):
+        lf.predict(graph, [[0, 1]], model=model_of(20), plan="fast")
+    with pytest.raises(ValueError, match="plan must be one of"):
+        lf.embeddings(graph, [0, 1], model=model_of(20), plan=None)
+
+
+def test_calibration_is_cached_on_disk_and_redone_on_request(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINKEXIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(planner, "_COSTS", {})
+    ops, cpu = get_backend("torch"), torch.device("cpu")
+    costs = planner.calibrate(ops, cpu, 16)
+    assert all(getattr(costs, f) >= 0 for f in ("mac", "entry", "entry_hot", "copy", "select", "scan", "op", "sync"))
+    assert costs.mac > 0 and costs.entry > 0
+    stored = json.loads((tmp_path / "planner_costs.json").read_text())
+    assert stored[costs.key]["mac"] == costs.mac
+    # A new process reads the file: nothing is measured.
+    monkeypatch.setattr(planner, "_COSTS", {})
+    monkeypatch.setattr(planner, "_median_seconds", lambda *a, **k: pytest.fail("measured again"))
+    assert planner.calibrate(ops, cpu, 16) == costs
+    # force measures again and overwrites the entry.
+    monkeypatch.setattr(planner, "_median_seconds", lambda fn, device, repeats=5: 1.0)
+    again = planner.calibrate(ops, cpu, 16, force=True)
+    assert again.op == pytest.approx(0.01)
+    assert json.loads((tmp_path / "planner_costs.json").read_text())[costs.key]["op"] == again.op
+
+
+def test_an_unwritable_or_corrupt_cache_is_no_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LINKEXIT_CACHE", str(blocker / "sub"))
+    monkeypatch.setattr(planner, "_COSTS", {})
+    monkeypatch.setattr(planner, "_median_seconds", lambda fn, device, repeats=5: 1e-3)
+    assert planner.calibrate(get_backend("torch"), torch.device("cpu"), 8).mac > 0
+    corrupt = tmp_path / "c"
+    corrupt.mkdir()
+    (corrupt / "planner_costs.json").write_text("{not json")
+    monkeypatch.setenv("LINKEXIT_CACHE", str(corrupt))
+    monkeypatch.setattr(planner, "_COSTS", {})
+    assert planner.calibrate(get_backend("torch"), torch.device("cpu"), 8).mac > 0
+
+
+def test_a_cache_entry_of_another_version_is_measured_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINKEXIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(planner, "_COSTS", {})
+    monkeypatch.setattr(planner, "_median_seconds", lambda fn, device, repeats=5: 1e-3)
+    ops, cpu = get_backend("torch"), torch.device("cpu")
+    key = planner._key(ops, cpu, 8)
+    (tmp_path / "planner_costs.json").write_text(json.dumps({key: {"mac": 1.0, "entry": 1.0}}))
+    assert planner.calibrate(ops, cpu, 8).entry_hot > 0
