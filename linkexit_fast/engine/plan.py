@@ -16,8 +16,8 @@ profile, the share of endpoints still open at each layer, learnt from the model'
 at the same threshold (:func:`record`; a first call assumes no exits). The estimate, over the
 layers that run (both paths stop once every endpoint has exited):
 
-    dense  = sum_l N * (row + m * select [freeze, from the first exit on]) + fixed_dense
-    engine = sum_l R_l * (row + 2 * m * copy) + fixed_engine + scans * N * scan + walk
+    dense  = sum_l N * (row + m * select [freeze, once a node has exited]) + fixed_dense
+    engine = sum_l R_l * (row + 2 * m * copy [R_l < N]) + fixed_engine + scans * N * scan + walk
 
 with ``row`` the per-row update cost (``k m^2`` MACs of the transform, ``(d+1) m`` of the
 aggregation, the exit head), ``fixed`` the per-layer op launches and syncs, and ``R_l`` the rows
@@ -268,8 +268,9 @@ def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, cos
     after = open_after or [1.0] * L
     # Both paths stop once every endpoint has exited: layer l updates only if one is still open.
     ran = [l for l in range(L) if after[l] > 0]
+    # The mask that keeps exited states runs only once a node has exited (freeze).
     dense = sum(n * row + DENSE_OPS_PER_LAYER * costs.op + DENSE_SYNCS_PER_LAYER * costs.sync
-                + (n * m * costs.select if freeze and l >= model.first_exit else 0.0) for l in ran)
+                + (n * m * costs.select if freeze and after[l] < 1.0 else 0.0) for l in ran)
     engine, walk_rows = 0.0, 0.0
     for l in ran:
         hops = L - l - 1  # rows within this many hops of an open endpoint are still needed
@@ -277,8 +278,12 @@ def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, cos
         rows = reach * (after[l] if freeze else 1.0)  # under freeze, exited rows are not updated
         walk_rows += reach if reach < n else 0.0
         masked = freeze and after[l] < 1.0
-        update = (n * (row + masked * step.select) if step.dense_step(int(rows), n, masked)
-                  else rows * (row + 2 * step.copy))
+        if rows >= n:  # every row live: no gather, no scatter back
+            update = n * (row + masked * step.select)
+        elif step.dense_step(int(rows), n, masked):
+            update = n * (row + masked * step.select)
+        else:
+            update = rows * (row + 2 * step.copy)
         engine += (update + ENGINE_OPS_PER_LAYER * costs.op
                    + ENGINE_SYNCS_PER_LAYER * costs.sync + ENGINE_SCANS_PER_LAYER * n * costs.scan)
     engine += walk_rows * d * costs.scan  # the scope walks visit the reached rows' entries
