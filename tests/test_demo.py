@@ -62,9 +62,9 @@ def test_demo_cli_tiny():
         assert re.search(rf"trained model, {part}: mrr [\d.]+, hits@20 [\d.]+", out)
     assert re.search(r"test MRR [\d.]+ is \d+x chance", out)
     # Both timed workloads, each against the dense reference at the stated threshold.
-    head = re.search(r"HEADLINE: 40 query pairs on 3,000 nodes: engine \(\w+\) [\d.]+ ms vs dense "
+    head = re.search(r"HEADLINE: 40 query pairs on 3,000 nodes: engine \(\w+, plan (?:engine|dense)\) [\d.]+ ms vs dense "
                      r"reference [\d.]+ ms -> speed-up ([\d.]+)x", out)
-    full = re.search(r"full evaluation: [\d,]+ valid\+test pairs on 600 nodes: engine \(\w+\) [\d.]+ ms "
+    full = re.search(r"full evaluation: [\d,]+ valid\+test pairs on 600 nodes: engine \(\w+, plan (?:engine|dense)\) [\d.]+ ms "
                      r"vs dense reference [\d.]+ ms -> speed-up ([\d.]+)x", out)
     assert head and full, out
     assert out.count(f"at exit threshold {DEFAULT_THRESHOLD}:") == 2

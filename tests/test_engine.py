@@ -179,7 +179,7 @@ def test_engine_skips_work():
     graph = random_graph(3000, 9000, 0, 1)
     model = EarlyExitLinkPredictor(ModelConfig(6, 3000, hidden=16, layers=3, exit="none")).eval()
     pairs = torch.tensor([[0, 1], [2, 3]])
-    _, stats = lf.predict(graph, pairs, model=model, backend="torch", return_stats=True)
+    _, stats = lf.predict(graph, pairs, model=model, backend="torch", return_stats=True, plan="engine")
     assert stats.scope_nodes < 750  # a small query costs its receptive field, not the graph
     assert stats.nodes_updated[-1] <= 4 and stats.flops < stats.flops_dense / 10
 
