@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,26 +35,13 @@ import linkexit_fast as lf
 from linkexit_fast.datasets import synthetic
 from linkexit_fast.engine import EngineStats, predict_chunks
 from linkexit_fast.evaluate import flatten_eval_pairs
+from linkexit_fast.timing import interleaved_medians
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engine_bench import case, synthetic_model  # noqa: E402
 
 THRESHOLDS = (0.5, 0.9, 1.0)
 PATHS = ("auto", "dense", "engine")
-
-
-def interleaved(fns: dict, rounds: int) -> dict:
-    """Median seconds of each callable over ``rounds`` interleaved rounds (no warm-up here), the
-    order rotated each round so that no variant always follows the same one (cache state)."""
-    times = {k: [] for k in fns}
-    names = list(fns)
-    for r in range(rounds):
-        for k in names[r % len(names):] + names[:r % len(names)]:
-            fn = fns[k]
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def workloads(sizes):
@@ -88,9 +74,9 @@ def measure(graph, pairs, model, threshold, args) -> dict:
     slow_ref = time.perf_counter() - t0 > args.slow_reference
     agree = max(float((first[p] - ref_first).abs().max()) for p in PATHS)
     reference = lambda: lf.predict(graph, pairs, threshold, model=model, backend="reference")  # noqa: E731
-    med = interleaved(dict(fns, **({} if slow_ref else {"reference": reference})), args.rounds)
+    med = interleaved_medians(dict(fns, **({} if slow_ref else {"reference": reference})), args.rounds, warmup=False)
     if slow_ref:
-        med.update(interleaved({"reference": reference}, args.reference_rounds))
+        med.update(interleaved_medians({"reference": reference}, args.reference_rounds, warmup=False))
     # Untimed: the engine path's MACs (predict_chunks fills them without return_stats' reference
     # pass) and the plan auto takes, now that it has seen the model's exits.
     st = EngineStats(backend="auto", threshold=threshold)
@@ -104,7 +90,7 @@ def measure(graph, pairs, model, threshold, args) -> dict:
            "auto_speedup_vs_reference": med["reference"] / med["auto"],
            "max_abs_diff": agree, "reference_rounds": args.reference_rounds if slow_ref else args.rounds}
     if row["auto_over_best"] > 1.05 and args.rerun:
-        again = interleaved({p: fns[p] for p in PATHS}, args.rerun)
+        again = interleaved_medians({p: fns[p] for p in PATHS}, args.rerun, warmup=False)
         row["rerun"] = {"seconds": again, "auto_over_best": again["auto"] / min(again["dense"], again["engine"])}
     return row
 

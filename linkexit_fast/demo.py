@@ -18,7 +18,6 @@ positives, shared by all positives (the "existing setting"), not HeaRT's hard ne
 from __future__ import annotations
 
 import platform
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping
@@ -28,6 +27,7 @@ import torch
 from .engine import EngineStats, predict, predict_chunks
 from .models import EarlyExitLinkPredictor
 from .report import DEFAULT_THRESHOLD
+from .timing import interleaved_medians
 
 __all__ = ["DemoConfig", "run_demo", "chance_metrics", "interleaved_medians"]
 
@@ -70,22 +70,6 @@ def chance_metrics(num_negatives: int, ks=(10, 20, 50, 100)) -> Dict[str, float]
     out = {f"hits@{k}": 1.0 if num_negatives < k else k / q1 for k in ks}
     out.update(mrr=harmonic / q1, auc=0.5)
     return out
-
-
-def interleaved_medians(fns: Mapping[str, Callable[[], Any]], rounds: int,
-                        warmup: bool = True) -> Dict[str, float]:
-    """Median wall-clock seconds of each callable over ``rounds`` rounds of one call each, in
-    turn, so that the shared machine's drifting speed hits every variant alike. With ``warmup``
-    each callable is first called once, uncounted (lazy builds, allocator warm-up)."""
-    for fn in fns.values() if warmup else ():
-        fn()
-    times: Dict[str, list] = {name: [] for name in fns}
-    for _ in range(max(1, rounds)):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _machine() -> str:

@@ -18,7 +18,7 @@ from ..models import EarlyExitLinkPredictor
 from .cache import FrozenCache
 from .indexing import at, host, nonzero, sync_free
 from .inputs import input_states
-from .plan import Plan, check_plan, choose, profile, record
+from .plan import Plan, choose, profile, record
 from .scope import compact, row_key, walk_pays
 from .stats import EngineStats, head_macs, layer_k
 
@@ -46,7 +46,7 @@ def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, t
     that do not read it."""
     t0 = time.perf_counter()
     plan = choose(model, graph.num_nodes, graph.col.numel(), ends.numel(), threshold, ops,
-                  graph.rowptr.device, check_plan(path))
+                  graph.rowptr.device, path)  # path checked by the entry points (api._check_args)
     stats.plan = str(plan)
     z, rows, layer = _Run(model, graph, ends, threshold, ops, stats, count_flops, plan).run()
     key = row_key(ends, rows, graph.num_nodes)
@@ -273,27 +273,26 @@ class _Run:
                         st.nodes_decided.append(decided)
                         break
                     open_ends = at(open_ends, nonzero(still, n_src))
-                if self.dense:  # every row, every layer: no walk, no cache
-                    pass
-                elif bound == 0:  # the last layer updates the open endpoints only (live_rows)
-                    upd = None
-                elif self.freeze:
-                    upd = at(rows, nonzero(~flag, rows.numel() - n_new))
-                # Lazy re-scoping: only when the set of endpoints still needed shrank enough, and
-                # the walk may leave rows out (else the current distances, from a superset of
-                # these sources, stay: a superset of the rows needed).
-                if not self.dense and bound > 0 and (n_src <= 0.5 * sources_at_bfs
-                                  or (self.freeze and n_exited > 1.1 * exited_at_rebuild + 0.05 * n)) \
-                        and walk_pays(n_src, bound, n, self.col.numel()):
-                    dist, radius = self.scope.walk(open_ends, bound, ~exited if self.freeze else None), None
-                    sources_at_bfs = n_src
-                    upd = None
-                # The cache spares the aggregations of the layers after this one: none after the last.
-                if not self.dense and self.freeze and bound > 0 and n_exited > exited_at_rebuild + 0.25 * (n - exited_at_rebuild):
-                    keep = (dist <= bound) & ~exited
-                    if self.cache.pays(exited, keep, later_updates=bound):
-                        self.cache.rebuild(h, exited, keep, ops)
-                    exited_at_rebuild = n_exited
+                if not self.dense:  # the engine only: index lists, walks, cache (none on the dense path)
+                    if bound == 0:  # the last layer updates the open endpoints only (live_rows)
+                        upd = None
+                    elif self.freeze:
+                        upd = at(rows, nonzero(~flag, rows.numel() - n_new))
+                    # Lazy re-scoping: only when the set of endpoints still needed shrank enough, and
+                    # the walk may leave rows out (else the current distances, from a superset of
+                    # these sources, stay: a superset of the rows needed).
+                    if bound > 0 and (n_src <= 0.5 * sources_at_bfs
+                                      or (self.freeze and n_exited > 1.1 * exited_at_rebuild + 0.05 * n)) \
+                            and walk_pays(n_src, bound, n, self.col.numel()):
+                        dist, radius = self.scope.walk(open_ends, bound, ~exited if self.freeze else None), None
+                        sources_at_bfs = n_src
+                        upd = None
+                    # The cache spares the aggregations of the layers after this one: none after the last.
+                    if self.freeze and bound > 0 and n_exited > exited_at_rebuild + 0.25 * (n - exited_at_rebuild):
+                        keep = (dist <= bound) & ~exited
+                        if self.cache.pays(exited, keep, later_updates=bound):
+                            self.cache.rebuild(h, exited, keep, ops)
+                        exited_at_rebuild = n_exited
             st.nodes_decided.append(decided)
             if upd is None:
                 upd = live_rows(bound)
