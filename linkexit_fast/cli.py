@@ -201,6 +201,8 @@ def cmd_predict(args):
     from . import distributed
     if distributed.launch_cli(cmd_predict, args):
         return
+    if args.shards:
+        return _predict_partitioned(args)
     from .checkpoint import load
     from .engine import PAIR_CHUNK, EngineStats
     from .pairs_io import iter_pair_chunks
@@ -218,6 +220,48 @@ def cmd_predict(args):
         print(f"# engine {st.backend} at threshold {args.threshold}{share}: {st.flops:.3g} MACs vs dense "
               f"{st.flops_dense:.3g}; gnn {st.time_gnn * 1e3:.1f} ms, decoder {st.time_decoder * 1e3:.1f} ms; "
               f"plan {st.plan or 'dense reference'}", file=sys.stderr)
+
+
+def _predict_partitioned(args):
+    """``predict --shards DIR``: this rank's shard of DIR (``linkexit-fast partition``), every pair
+    of the file at once (each rank reads it; pairs are small beside the graph), rank 0 writes."""
+    from . import distributed, partitioned
+    from .checkpoint import load
+    from .pairs_io import read_pairs
+    r, world = distributed.rank(), distributed.world_size()
+    shard = partitioned.Shard.load(Path(args.shards) / f"rank{r}.safetensors")
+    model = load(args.checkpoint).model
+    pairs = read_pairs(args.pairs)
+    st = partitioned.PartitionStats(world, args.threshold)
+    scores = partitioned.predict(shard, pairs, args.threshold, model=model, backend=args.backend,
+                                 batch_size=args.batch_size, stats=st)
+    if r == 0:
+        sys.stdout.write("".join(f"{u}\t{v}\t{s:.6f}\n" for (u, v), s in zip(pairs.tolist(), scores.tolist())))
+        mb = lambda b: f"{sum(b) / 1e6:.2f}"  # noqa: E731
+        print(f"# partitioned over {world} ranks at threshold {args.threshold}: halo states {mb(st.state_bytes)} MB "
+              f"sent (a full-graph exchange: {mb(st.full_graph_bytes)} MB), control {mb(st.control_bytes)} MB, "
+              f"outputs {st.output_bytes / 1e6:.2f} MB", file=sys.stderr)
+
+
+def cmd_partition(args):
+    """Partition a saved predictor's graph into one shard file per rank, for ``predict --shards``."""
+    from . import partitioned
+    from .checkpoint import load, save
+    pred = load(args.checkpoint)
+    if pred.graph is None:
+        raise ValueError(f"checkpoint {args.checkpoint} was saved without its graph: nothing to partition")
+    t0 = time.time()
+    parts = partitioned.partition(pred.graph, args.parts, args.method)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    halo = []
+    for shard in partitioned.build_shards(pred.graph, parts):
+        shard.save(out / f"rank{shard.rank}.safetensors")
+        halo.append(shard.halo.numel())
+    save(pred.model, out / "model")
+    print(f"wrote {args.parts} shards and the model to {out} in {time.time() - t0:.1f} s; halo rows per rank "
+          f"{halo} of {pred.graph.num_nodes} nodes. Run on every rank: linkexit-fast predict {out / 'model'} "
+          f"PAIRS --shards {out} (under torchrun, or --nproc {args.parts})")
 
 
 def cmd_calibrate(args):
@@ -371,8 +415,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the GNN stage's path: auto (the planner's choice per call, from costs measured "
                         "on this machine: see 'calibrate'), dense (every node, every layer) or engine "
                         "(only what the pairs need); every plan gives the same scores")
-    _nproc_arg(p, "each scoring its share of every batch of pairs")
+    p.add_argument("--shards", default=None, metavar="DIR",
+                   help="graph-partitioned: rank r holds only DIR/rank{r}.safetensors (from 'partition', "
+                        "one shard per rank) and the checkpoint needs no graph; the pairs file is read whole")
+    _nproc_arg(p, "each scoring its share of every batch of pairs (with --shards: each holding its shard)")
     p.set_defaults(fn=cmd_predict)
+    p = sub.add_parser("partition", help="split a saved predictor's graph into one shard per rank "
+                       "(for predict --shards: graphs that do not fit one machine)")
+    p.add_argument("checkpoint", help="checkpoint folder or .safetensors file (saved with its graph)")
+    p.add_argument("--parts", type=_positive_int, required=True, help="ranks (one shard each)")
+    p.add_argument("--method", default="auto", choices=["auto", "metis", "range"],
+                   help="metis (pymetis; small halo), range (contiguous id ranges of equal work), auto: "
+                        "metis when pymetis is installed")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for rank{r}.safetensors and model/")
+    p.set_defaults(fn=cmd_partition)
     p = sub.add_parser("calibrate", help="measure the execution planner's costs on this machine again "
                        "(cached; predict's plan='auto' reads them)")
     p.add_argument("--backend", default="auto", help=backends)

@@ -1,7 +1,7 @@
 """Scale-out on ``torch.distributed``: query-sharded inference and data-parallel training.
 
-Every rank holds the whole graph and the model; the work is shared, not the graph
-(graph-partitioned inference, for graphs that do not fit one machine, is not implemented).
+Every rank holds the whole graph and the model; the work is shared, not the graph (for graphs
+that do not fit one machine, :mod:`linkexit_fast.partitioned` shares the graph itself).
 The ranks are those of the default process group, started by ``torchrun`` or by :func:`launch`
 (``linkexit-fast predict|train --nproc N``). Without a process group, or with one rank, every
 function here is its single-process counterpart.
@@ -43,8 +43,8 @@ from .models import EarlyExitLinkPredictor
 from .train import StepHooks, TrainConfig, TrainResult, step_loss
 from .validation import check_pairs
 
-__all__ = ["predict", "predict_chunks", "split_pairs", "train", "ShardLoss", "launch", "launch_cli",
-           "rank", "world_size"]
+__all__ = ["predict", "predict_chunks", "split_pairs", "check_same_pairs", "train", "ShardLoss", "launch",
+           "launch_cli", "rank", "world_size"]
 
 # torchrun's variables: with all of them set, this process is one of its ranks.
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -164,21 +164,38 @@ def _resolve(graph, model, **kwargs):
     return graph, model
 
 
+def _pair_key(pairs: torch.Tensor) -> torch.Tensor:
+    """``[count, checksum]`` of ``pairs`` (int64 wraps: a checksum, order-sensitive)."""
+    weights = torch.arange(1, pairs.shape[0] + 1, device=pairs.device)
+    checksum = ((pairs[:, 0] * 1_000_003 + pairs[:, 1]) * weights).sum()
+    return torch.cat([torch.tensor([pairs.shape[0]], device=pairs.device), checksum.view(1)])
+
+
+def _check_keys(keys: List[torch.Tensor]) -> None:
+    others = [r for r, k in enumerate(keys) if not torch.equal(k[:2], keys[0][:2])]
+    if others:
+        raise ValueError(f"distributed predict needs the same pairs on every rank; ranks {others} hold "
+                         f"other pairs than rank 0 ({int(keys[0][0])} pairs there)")
+
+
+def check_same_pairs(pairs: torch.Tensor) -> None:
+    """Raise ValueError on every rank unless every rank holds the same ``pairs`` (one all-gather
+    of a count and a checksum)."""
+    key = _pair_key(pairs)
+    keys = [torch.empty_like(key) for _ in range(world_size())]
+    dist.all_gather(keys, key)
+    _check_keys(keys)
+
+
 def _agreed_split(pairs: torch.Tensor, graph: Graph, model: EarlyExitLinkPredictor) -> Tuple[torch.Tensor, List[int]]:
     """:func:`split_pairs` for the ranks, with rank 0's cut. Raises ValueError on every rank
     unless every rank holds the same pairs: their shares would not tile the input otherwise."""
     world = world_size()
     order, bounds = split_pairs(pairs, graph, model, world)
-    weights = torch.arange(1, pairs.shape[0] + 1, device=pairs.device)
-    checksum = ((pairs[:, 0] * 1_000_003 + pairs[:, 1]) * weights).sum()  # int64 wraps: a checksum
-    key = torch.cat([torch.tensor([pairs.shape[0]], device=pairs.device), checksum.view(1),
-                     torch.tensor(bounds, device=pairs.device)])
+    key = torch.cat([_pair_key(pairs), torch.tensor(bounds, device=pairs.device)])
     keys = [torch.empty_like(key) for _ in range(world)]
     dist.all_gather(keys, key)
-    others = [r for r, k in enumerate(keys) if not torch.equal(k[:2], keys[0][:2])]
-    if others:
-        raise ValueError(f"distributed predict needs the same pairs on every rank; ranks {others} hold "
-                         f"other pairs than rank 0 ({int(keys[0][0])} pairs there)")
+    _check_keys(keys)
     return order, keys[0][2:].tolist()
 
 

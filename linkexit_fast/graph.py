@@ -193,6 +193,16 @@ def sparse_edges(indices, values, num_nodes: int, what: str) -> torch.Tensor:
     return torch.stack([keys // num_nodes, keys % num_nodes])
 
 
+def degree_norm(deg: torch.Tensor, self_loops: bool) -> torch.Tensor:
+    r"""``(deg + 1)^{-1/2}`` (with self-loops, GCN) or ``deg^{-1/2}`` (0 where ``deg = 0``, SAS) of
+    integer degrees ``deg [N]``, float32 ``[N]``: the symmetric normalisation
+    ``D^{-1/2} A D^{-1/2}`` of Kipf and Welling (2017), as PyG's ``gcn_norm``."""
+    d = deg.to(torch.float32) + (1.0 if self_loops else 0.0)
+    inv = d.pow(-0.5)
+    inv[d == 0] = 0.0
+    return inv
+
+
 @dataclass(frozen=True, eq=False)
 class Graph:
     r"""An immutable undirected graph in CSR form, with optional float32 node features.
@@ -259,10 +269,7 @@ class Graph:
         r"""``(deg + 1)^{-1/2}`` for GCN (with self-loops) or ``deg^{-1/2}`` (0 where deg = 0) for SAS."""
         key = ("dinv", self_loops)
         if key not in self._cache:
-            d = self.deg.to(torch.float32) + (1.0 if self_loops else 0.0)
-            inv = d.pow(-0.5)
-            inv[d == 0] = 0.0
-            self._cache[key] = inv
+            self._cache[key] = degree_norm(self.deg, self_loops)
         return self._cache[key]
 
     def edge_weight(self, self_loops: bool) -> torch.Tensor:

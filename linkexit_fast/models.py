@@ -15,7 +15,7 @@ import math
 import numbers
 import reprlib
 from dataclasses import asdict, dataclass, field, fields
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -345,6 +345,14 @@ class EarlyExitLinkPredictor(nn.Module):
         """The nonlinearity after the input projection: GELU for ``resgcn`` (as the paper's residual
         GCN, which applies its activation and dropout there), none for ``sas`` and ``gcn``."""
         return F.gelu(h) if self.config.backbone == "resgcn" else h
+
+    def input_weights(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``(W, b)`` of the input layer as the engine applies it, ``H^0 = X W^T + b``: gcn's first
+        convolution without its bias (added after the aggregation, see :meth:`update`), else
+        the input projection."""
+        if self.config.backbone == "gcn":
+            return self.convs[0].weight, None
+        return self.input_proj.weight, self.input_proj.bias
 
     def input_linear(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         """``x W^T + b`` for the input layer. In training, bag-of-words features go through a sparse

@@ -25,7 +25,7 @@ LAYERS = [
     ("models",),  # backbones, exit heads, predictor; the dense reference forward
     ("checkpoint",),  # saved models
     ("ops", "engine"),  # inference: the public ops, the engine
-    ("evaluate", "train", "train_args", "ranking", "report", "pareto", "distributed"),  # training, evaluation
+    ("evaluate", "train", "train_args", "ranking", "report", "pareto", "distributed", "partitioned"),  # training, evaluation, scale-out
     ("demo", "cli", ""),  # front ends and the package's public names
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

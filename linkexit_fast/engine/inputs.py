@@ -24,10 +24,7 @@ def input_states(model: EarlyExitLinkPredictor, graph: Graph, rows: Optional[tor
 
 def _projection(model, graph, rows, ops, stats, count_flops) -> torch.Tensor:
     """``X[rows] W^T + b`` of the input layer, as dense, embedding or sparse features need."""
-    if model.config.backbone == "gcn":
-        w, b = model.convs[0].weight, None
-    else:
-        w, b = model.input_proj.weight, model.input_proj.bias
+    w, b = model.input_weights()
     if model.embedding is not None:
         x = model.embedding.weight if rows is None else at(model.embedding.weight, rows)
         stats.flops_gnn += x.shape[0] * x.shape[1] * w.shape[0]

@@ -56,6 +56,77 @@ def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, t
     return z, key, layer
 
 
+def decide(model: EarlyExitLinkPredictor, ops: ModuleType, stats: EngineStats, threshold: float, head,
+           h_rows: torch.Tensor, l: int, head_id: int, ids: torch.Tensor, nodes: Optional[torch.Tensor]):
+    """(exit flag, step) of exit head ``head`` (number ``head_id`` of layer ``l``) on rows
+    ``h_rows``: the fused op in threshold mode, else the model's seeded Gumbel samples, keyed by
+    the rows' global ids (``nodes[ids]``; ``ids`` themselves when ``nodes`` is None) so that any
+    subset of nodes draws what the reference forward draws."""
+    c = model.config
+    sas = c.backbone == "sas"
+    stats.flops_gnn += h_rows.shape[0] * head_macs(h_rows.shape[1], c.exit_hidden, sas)
+    if model.eval_mode != "sample":
+        _, flag, step = ops.exit_decision(
+            h_rows, head.lin1.weight, head.lin1.bias, head.lin2.weight, head.lin2.bias,
+            threshold, head.nu.weight[0] if sas else None, head.nu.bias if sas else None, head.tau0)
+        return flag, step
+    gids = ids if nodes is None else at(nodes, ids)
+    e, step, _ = model._sample(head.logits(h_rows), head.temperature(h_rows), "sample", threshold, None,
+                               (model.sample_seed, l, head_id, gids))
+    return e > 0.5, step
+
+
+def judge(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h_rows: torch.Tensor, rows: torch.Tensor,
+          decide_fn: Callable, ready: Optional[torch.Tensor] = None, rowptr: Optional[torch.Tensor] = None,
+          col: Optional[torch.Tensor] = None, weight: Optional[torch.Tensor] = None,
+          deg: Optional[torch.Tensor] = None):
+    """(exit flag, step) of ``rows`` (states ``h_rows``) at layer ``l``, through ``decide_fn``
+    (:func:`decide`'s arguments from the head on). Node exit: the layer's head. Subgraph exit: the
+    hard head on each row's state and the fraction of its neighbours ready (``ready`` over the CSR
+    ``rowptr, col`` of whole-graph degrees ``deg``; ``weight`` only gives its size), and only a
+    row itself ready may exit, as the reference forward."""
+    if model.config.exit != "subgraph":
+        return decide_fn(model.head(l), h_rows, l, 0, rows)
+    nsum = ops.aggregate_rows(rowptr, col, torch.ones_like(weight), ready[:, None].contiguous(), rows)[:, 0]
+    d = at(deg, rows).to(torch.float32)
+    r = torch.where(d > 0, nsum / d.clamp(min=1), torch.ones_like(nsum))
+    flag, step = decide_fn(model.hard_head(l), torch.cat([h_rows, r[:, None]], 1), l, 1, rows)
+    return flag & (at(ready, rows) > 0), step
+
+
+def layer_update(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h: torch.Tensor, upd: torch.Tensor,
+             step: Optional[torch.Tensor], rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor,
+             cache: Optional[torch.Tensor], self_weight: Optional[torch.Tensor],
+             buffer: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """New states ``[k, m]`` of the ``k`` rows ``upd`` at layer ``l``: their aggregate over the
+    CSR ``rowptr, col, weight`` of ``h`` (plus ``cache``, the frozen neighbours' sums), then
+    the model's transform (:meth:`~EarlyExitLinkPredictor.transform`).
+
+    On a CPU the rows go in chunks into ``buffer(k)`` (a reused ``[k, m]`` scratch), so a
+    layer holds ``h``, the scratch and chunk-sized temporaries rather than four ``[N, m]``
+    tensors (aggregate, linear, activation, output): on the 1M-node graph that is the
+    difference between 2 and 4 GB, and fresh ``[N, m]`` tensors pay their page faults.
+    """
+    c = model.config
+    first = c.backbone == "gcn" and l == 0  # the aggregate of X W_0: add the bias, no residual
+
+    def rows_update(rows: torch.Tensor) -> torch.Tensor:
+        agg = ops.aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
+        if first:
+            agg += model.convs[0].bias
+            return model.transform(0, agg, None, None)
+        h_rows = None if c.backbone == "gcn" else at(h, rows)  # gcn has no residual
+        return model.transform(l, agg, h_rows, None if step is None else at(step, rows))
+
+    chunk = max(ROW_CHUNK_BYTES // (4 * c.hidden), 1) if h.device.type == "cpu" else max(upd.numel(), 1)
+    if upd.numel() <= chunk:
+        return rows_update(upd)
+    out = buffer(upd.numel())
+    for s in range(0, upd.numel(), chunk):
+        out[s:s + chunk] = rows_update(upd[s:s + chunk])
+    return out
+
+
 class _Run:
     """State of one engine pass over a (possibly compacted) graph."""
 
@@ -73,7 +144,6 @@ class _Run:
         self.L, self.m = c.layers, c.hidden
         self.exits = c.exit != "none"
         self.freeze = self.exits and c.semantics == "freeze"
-        self.sample = model.eval_mode == "sample"
         self.dev = graph.rowptr.device
         # Scope: everything within L hops of an endpoint; compact when that is a small part.
         scope = self.scope = compact(graph, ends, self.L, model.self_loops, walk=not dense)
@@ -117,48 +187,15 @@ class _Run:
         return torch.index_select(h, 0, rows, out=self._scratch(rows.numel()))
 
     def _decide(self, head, h_rows: torch.Tensor, l: int, head_id: int, ids: torch.Tensor):
-        """(exit flag, step) for rows; deterministic via the fused op, or seeded Gumbel samples."""
-        sas = self.c.backbone == "sas"
-        self.stats.flops_gnn += h_rows.shape[0] * head_macs(h_rows.shape[1], self.c.exit_hidden, sas)
-        if not self.sample:
-            _, flag, step = self.ops.exit_decision(
-                h_rows, head.lin1.weight, head.lin1.bias, head.lin2.weight, head.lin2.bias,
-                self.threshold, head.nu.weight[0] if sas else None, head.nu.bias if sas else None,
-                head.tau0)
-            return flag, step
-        gids = ids if self.nodes is None else self.nodes[ids]
-        e, step, _ = self.model._sample(head.logits(h_rows), head.temperature(h_rows), "sample",
-                                        self.threshold, None, (self.model.sample_seed, l, head_id, gids))
-        return e > 0.5, step
+        return decide(self.model, self.ops, self.stats, self.threshold, head, h_rows, l, head_id, ids, self.nodes)
 
     def _update(self, l: int, h: torch.Tensor, upd: torch.Tensor, step: Optional[torch.Tensor]) -> torch.Tensor:
-        """New states of rows ``upd`` at layer ``l``.
-
-        Rows go in chunks into the scratch buffer, so a layer holds ``h``, the scratch and
-        chunk-sized temporaries rather than four ``[N, m]`` tensors (aggregate, linear, activation,
-        output): on the 1M-node graph that is the difference between 2 and 4 GB.
-        """
-        model, c, ops = self.model, self.c, self.ops
-        first = c.backbone == "gcn" and l == 0  # aggregates X W_0 over the full CSR, no cache
-        rowptr, col, weight, cache = (
-            (self.rowptr, self.col, self.weight, None) if first else
-            (self.cache.rowptr, self.cache.col, self.cache.weight, self.cache.sums))
-        def rows_update(rows: torch.Tensor) -> torch.Tensor:
-            agg = ops.aggregate_rows(rowptr, col, weight, h, rows, self.self_weight, cache)
-            if first:
-                agg += model.convs[0].bias
-                return model.transform(0, agg, None, None)
-            h_rows = None if c.backbone == "gcn" else at(h, rows)  # gcn has no residual
-            return model.transform(l, agg, h_rows, None if step is None else at(step, rows))
-
-        chunk = max(ROW_CHUNK_BYTES // (4 * self.m), 1) if self.dev.type == "cpu" else max(upd.numel(), 1)
-        if upd.numel() <= chunk:
-            out = rows_update(upd)
-        else:
-            out = self._scratch(upd.numel())
-            for s in range(0, upd.numel(), chunk):
-                out[s:s + chunk] = rows_update(upd[s:s + chunk])
-        return out
+        """New states of rows ``upd`` at layer ``l`` (:func:`layer_update`, gcn's first layer over
+        the full scope CSR, the others over the frozen-neighbour cache's)."""
+        first = self.c.backbone == "gcn" and l == 0
+        csr = (self.rowptr, self.col, self.weight, None) if first else \
+            (self.cache.rowptr, self.cache.col, self.cache.weight, self.cache.sums)
+        return layer_update(self.model, self.ops, l, h, upd, step, *csr, self.self_weight, self._scratch)
 
     def _edges(self, l: int, upd: torch.Tensor) -> Union[int, torch.Tensor]:
         """Edges aggregated for rows ``upd`` at layer ``l``: an int when they are every row, else a
@@ -230,16 +267,8 @@ class _Run:
                     ready.scatter_(0, rows[flag], 1.0)
                     decided += rows.numel()
                 rows = live_rows(bound)
-                if c.exit == "subgraph":
-                    nsum = ops.aggregate_rows(self.rowptr, self.col, torch.ones_like(self.weight),
-                                              ready[:, None].contiguous(), rows)[:, 0]
-                    d = at(self.deg, rows).to(torch.float32)
-                    r = torch.where(d > 0, nsum / d.clamp(min=1), torch.ones_like(nsum))
-                    flag, step_rows = self._decide(model.hard_head(l), torch.cat([self._take(h, rows), r[:, None]], 1),
-                                                   l, 1, rows)
-                    flag = flag & (at(ready, rows) > 0)
-                else:
-                    flag, step_rows = self._decide(model.head(l), self._take(h, rows), l, 0, rows)
+                flag, step_rows = judge(model, ops, l, self._take(h, rows), rows, self._decide, ready,
+                                        self.rowptr, self.col, self.weight, self.deg)
                 decided += rows.numel()
                 if step_rows is not None:
                     step = torch.zeros(n, device=dev)
