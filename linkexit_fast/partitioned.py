@@ -503,7 +503,8 @@ class _Run:
         if act is not own:
             own.copy_(act)
         open_ends = ends
-        d = self.walk(ends, L - 1, None, 0)
+        # layer 0 updates rows within L - 1 hops; subgraph exits judge readiness one hop further
+        d = self.walk(ends, L if c.exit == "subgraph" else L - 1, None, 0)
         self.send(h, d, torch.ones(n, dtype=torch.bool, device=dev), None, 0)
         for l in range(L):
             bound = L - l - 1

@@ -216,3 +216,112 @@ def test_range_partition_balances_work_and_never_leaves_a_part_empty():
     # a star: its hub alone outweighs a share, yet every part gets nodes
     star = lf.Graph.from_edge_index(torch.stack([torch.zeros(30, dtype=torch.int64), torch.arange(1, 31)]))
     assert torch.bincount(partitioned.partition(star, 3, "range"), minlength=3).min() > 0
+
+
+def _edge_cases_on_ranks(shards, cases):
+    shard = shards[distributed.rank()]
+    out = {}
+    for name, (model, pairs) in cases.items():
+        st = partitioned.PartitionStats(0, 0.5)
+        scores = partitioned.predict(shard, pairs, 0.5, model=model, stats=st)
+        every = [None] * distributed.world_size()
+        torch.distributed.all_gather_object(every, (st.endpoints, st.exit_layer))
+        out[name] = scores, every
+    return out
+
+
+def test_shallow_models_and_odd_pair_sets_match_one_process():
+    """L = 1 and 2 (subgraph exits judge readiness L hops out, past the rows layer 0 updates), no
+    pairs, one pair, self-pairs and repeats, and every pair on one rank, on 3 ranks."""
+    graph = _graph()
+    torch.manual_seed(2)
+    g = torch.Generator().manual_seed(3)
+    cases = {}
+    for layers in (1, 2):
+        for bb, ex, sem in (("gcn", "node", "freeze"), ("sas", "subgraph", "freeze"), ("resgcn", "subgraph", "readout")):
+            model = EarlyExitLinkPredictor(ModelConfig(F, N, hidden=M, layers=layers, dropout=0.0, backbone=bb,
+                                                       exit=ex, semantics=sem)).eval()
+            cases[f"{bb}-{ex}-L{layers}"] = model, torch.randint(0, N, (60, 2), generator=g)
+    parts = partitioned.partition(graph, 3, "range")
+    model = cases["gcn-node-L2"][0]
+    first = (parts == 0).nonzero().squeeze(1)
+    cases["no pairs"] = model, torch.empty(0, 2, dtype=torch.int64)
+    cases["one pair"] = model, torch.tensor([[5, N - 10]])
+    cases["self-pairs and repeats"] = model, torch.tensor([[7, 7], [7, 7], [3, N - 100], [3, N - 100]])
+    cases["every pair on rank 0"] = model, first[torch.randint(0, first.numel(), (20, 2), generator=g)]
+    got = distributed.launch(_edge_cases_on_ranks, 3, partitioned.build_shards(graph, parts), cases,
+                             threads=1, timeout=TIMEOUT)
+    for name, (model, pairs) in cases.items():
+        scores, every = got[name]
+        want, ws = lf.predict(graph, pairs, 0.5, model=model, return_stats=True)
+        assert scores.shape == (pairs.shape[0],), name
+        torch.testing.assert_close(scores, want, atol=SCORE_ATOL, rtol=0, msg=name)
+        layer = torch.full((N,), -1)
+        for ends, layers in every:
+            layer[ends] = layers
+        assert torch.equal(layer[pairs], ws.exit_layer.reshape(-1, 2)), name
+
+
+def _random_case(seed: int):
+    """A random graph (isolated nodes and all), model, threshold, pairs and 3-way partition, the
+    parts drawn at random rather than by locality, so most edges cross ranks."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(12, 90))
+    edges = rng.integers(0, n, (2, int(rng.integers(n // 2, 3 * n))))
+    edges = edges[:, edges[0] != edges[1]]
+    graph = lf.Graph.from_edge_index(torch.from_numpy(edges), num_nodes=n,
+                                     x=torch.from_numpy(rng.standard_normal((n, 5)).astype(np.float32)))
+    bb = ["gcn", "resgcn", "sas"][seed % 3]
+    ex = ["node", "subgraph", "none"][(seed // 3) % 3]
+    torch.manual_seed(seed)
+    model = EarlyExitLinkPredictor(ModelConfig(5, n, hidden=8, layers=int(rng.integers(1, 5)), dropout=0.0,
+                                               backbone=bb, exit=ex, semantics=["freeze", "readout"][seed % 2])).eval()
+    parts = torch.from_numpy(rng.permutation(np.arange(n) % 3))
+    pairs = torch.from_numpy(rng.integers(0, n, (int(rng.integers(1, 40)), 2)))
+    return graph, model, float(rng.choice([0.3, 0.6, 0.9, 1.0])), pairs, parts
+
+
+def _random_cases_on_ranks(cases):
+    out = []
+    for graph, model, t, pairs, shards in cases:
+        st = partitioned.PartitionStats(0, t)
+        scores = partitioned.predict(shards[distributed.rank()], pairs, t, model=model, stats=st)
+        every = [None] * distributed.world_size()
+        torch.distributed.all_gather_object(every, (st.endpoints, st.exit_layer))
+        out.append((scores, every))
+    return out
+
+
+def test_random_graphs_models_and_partitions_match_one_process():
+    cases = []
+    for seed in range(18):
+        graph, model, t, pairs, parts = _random_case(seed)
+        cases.append((graph, model, t, pairs, partitioned.build_shards(graph, parts)))
+    got = distributed.launch(_random_cases_on_ranks, 3, cases, threads=1, timeout=TIMEOUT)
+    for seed, ((graph, model, t, pairs, _), (scores, every)) in enumerate(zip(cases, got)):
+        want, ws = lf.predict(graph, pairs, t, model=model, return_stats=True)
+        torch.testing.assert_close(scores, want, atol=SCORE_ATOL, rtol=0, msg=f"seed {seed}")
+        layer = torch.full((graph.num_nodes,), -1)
+        for ends, layers in every:
+            layer[ends] = layers
+        assert torch.equal(layer[pairs], ws.exit_layer), f"seed {seed}"
+
+
+def _citeseer_on_ranks(shards, model, pairs):
+    return {t: partitioned.predict(shards[distributed.rank()], pairs, t, model=model) for t in (0.5, 0.9)}
+
+
+def test_citeseer_partitioned_by_metis_matches_one_process():
+    pytest.importorskip("pymetis")
+    from linkexit_fast.datasets import load_heart
+    from conftest import require_data
+    split = load_heart("citeseer", require_data())
+    graph = split.graph
+    torch.manual_seed(0)
+    model = EarlyExitLinkPredictor(ModelConfig(graph.num_features, graph.num_nodes, hidden=32, layers=3,
+                                               dropout=0.0, exit="subgraph")).eval()
+    pairs = torch.cat([split.valid_pos[:300], torch.randint(0, graph.num_nodes, (300, 2))])
+    shards = partitioned.build_shards(graph, partitioned.partition(graph, 3, "metis"))
+    got = distributed.launch(_citeseer_on_ranks, 3, shards, model, pairs, threads=1, timeout=TIMEOUT)
+    for t, scores in got.items():
+        torch.testing.assert_close(scores, lf.predict(graph, pairs, t, model=model), atol=SCORE_ATOL, rtol=0)
