@@ -54,29 +54,34 @@ def test_the_exit_profile_is_learnt_and_forgotten_when_the_weights_change(fixed_
     # The share of endpoints open after each layer, recomputed from the reference's exit layers.
     ref_layers = model(graph, mode="threshold", threshold=thr).exit_layer
     expect = [float((ref_layers > l).float().mean()) for l in range(4)]
-    assert planner.profile(model, thr) == pytest.approx(expect, abs=1e-12)
-    assert planner.profile(model, 0.9) is None  # learnt per threshold
+    assert planner.profile(model, graph, thr) == pytest.approx(expect, abs=1e-12)
+    assert planner.profile(model, graph, 0.9) is None  # learnt per threshold
     _, second = lf.predict(graph, pairs, thr, model=model, return_stats=True)
-    assert "exit profile of earlier calls" in second.plan
+    assert "exit profile of earlier calls on this graph" in second.plan
+    # Another graph (here the same edges, another object) has its own profile: none yet.
+    other = lf.Graph(graph.rowptr, graph.col, graph.num_nodes, graph.x)
+    assert planner.profile(model, other, thr) is None
+    _, third = lf.predict(other, pairs, thr, model=model, return_stats=True)
+    assert "no exit profile yet" in third.plan
     # An optimiser step changes the weights in place: the profile no longer holds.
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     model.predictor.lins[0].weight.grad = torch.ones_like(model.predictor.lins[0].weight)
     opt.step()
-    assert planner.profile(model, thr) is None
+    assert planner.profile(model, graph, thr) is None
 
 
 def test_exits_that_spare_rows_turn_the_choice_to_the_engine(fixed_costs):
     graph = random_graph(2000, 10000, 0, 5)
     model = model_of(2000, layers=4, hidden=64)
     ops, cpu, every = get_backend("torch"), torch.device("cpu"), 2000
-    assert planner.choose(model, 2000, graph.col.numel(), every, 0.9, ops, cpu).path == "dense"
+    assert planner.choose(model, graph, every, 0.9, ops, cpu).path == "dense"
     # Nine in ten endpoints exit at the first decision (layer 1), the rest run to the end.
-    planner.record(model, 0.9, torch.tensor([1] * 900 + [4] * 100))
-    assert planner.profile(model, 0.9) == pytest.approx([1.0, 0.1, 0.1, 0.1])
-    assert planner.choose(model, 2000, graph.col.numel(), every, 0.9, ops, cpu).path == "engine"
+    planner.record(model, graph, 0.9, torch.tensor([1] * 900 + [4] * 100))
+    assert planner.profile(model, graph, 0.9) == pytest.approx([1.0, 0.1, 0.1, 0.1])
+    assert planner.choose(model, graph, every, 0.9, ops, cpu).path == "engine"
     # All of them at the same layer: both paths stop there, and the dense one has less bookkeeping.
-    planner.record(model, 0.9, torch.tensor([2] * 1000))
-    assert planner.choose(model, 2000, graph.col.numel(), every, 0.9, ops, cpu).path == "dense"
+    planner.record(model, graph, 0.9, torch.tensor([2] * 1000))
+    assert planner.choose(model, graph, every, 0.9, ops, cpu).path == "dense"
 
 
 def test_estimates_follow_the_documented_formula():

@@ -13,7 +13,7 @@ through the same fused scorer):
 :func:`calibrate` on this device, this backend and this hidden width, then cached on disk) and from
 what the call knows before it runs: N, the CSR's entries, the endpoints, L, m and the model's exit
 profile, the share of endpoints still open at each layer, learnt from the model's earlier calls
-at the same threshold (:func:`record`; a first call assumes no exits). The estimate, over the
+on the same graph at the same threshold (:func:`record`; a first call assumes no exits). The estimate, over the
 layers that run (both paths stop once every endpoint has exited):
 
     dense  = sum_l N * (row + m * select [freeze, once a node has exited]) + fixed_dense
@@ -41,6 +41,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from ..graph import Graph
 from ..models import EarlyExitLinkPredictor
 from .stats import head_macs, layer_k
 
@@ -216,8 +217,12 @@ def calibrate(ops: ModuleType, device: torch.device, m: int, force: bool = False
 
 
 # ----------------------------------------------------------------------------- exit profiles
-# model -> {threshold: (parameter version, [share of endpoints still open before each layer])}
-_PROFILES: "weakref.WeakKeyDictionary[EarlyExitLinkPredictor, dict]" = weakref.WeakKeyDictionary()
+# model -> graph -> {threshold: (parameter version, [share of endpoints still open after each
+# layer])}. Per graph: one model exits differently on different graphs (the synthetic model of
+# the benchmarks at 0.9: no endpoint exits on the 5k-node graph, 32 % at layer 2 on the 20k-node
+# one), and a profile learnt on one misled the planner on the other. Weak on both keys: a profile
+# never keeps a model or a graph alive.
+_PROFILES: "weakref.WeakKeyDictionary[EarlyExitLinkPredictor, weakref.WeakKeyDictionary]" = weakref.WeakKeyDictionary()
 
 
 def _version(model: EarlyExitLinkPredictor) -> tuple:
@@ -225,10 +230,10 @@ def _version(model: EarlyExitLinkPredictor) -> tuple:
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
 
 
-def record(model: EarlyExitLinkPredictor, threshold: float, end_layers: torch.Tensor) -> None:
-    """Learn the model's exit profile at ``threshold`` from its endpoints' exit layers ``[E]``
-    (one call's; ``L`` = never exited): the share still open after each layer's decisions.
-    One host read."""
+def record(model: EarlyExitLinkPredictor, graph: Graph, threshold: float, end_layers: torch.Tensor) -> None:
+    """Learn the model's exit profile on ``graph`` at ``threshold`` from its endpoints' exit
+    layers ``[E]`` (one call's; ``L`` = never exited): the share still open after each layer's
+    decisions. One host read."""
     L = model.config.layers
     if end_layers.numel() == 0 or model.config.exit == "none":
         return
@@ -237,13 +242,14 @@ def record(model: EarlyExitLinkPredictor, threshold: float, end_layers: torch.Te
     for c in counts[:L]:
         left -= c
         open_after.append(left / total)
-    _PROFILES.setdefault(model, {})[threshold] = (_version(model), open_after)
+    by_graph = _PROFILES.setdefault(model, weakref.WeakKeyDictionary())
+    by_graph.setdefault(graph, {})[threshold] = (_version(model), open_after)
 
 
-def profile(model: EarlyExitLinkPredictor, threshold: float) -> Optional[List[float]]:
+def profile(model: EarlyExitLinkPredictor, graph: Graph, threshold: float) -> Optional[List[float]]:
     """The share of endpoints still open after each layer's exit decisions, learnt from earlier
-    calls at ``threshold`` with the same weights (None: unknown)."""
-    hit = _PROFILES.get(model, {}).get(threshold)
+    calls on ``graph`` (the same object) at ``threshold`` with the same weights (None: unknown)."""
+    hit = _PROFILES.get(model, {}).get(graph, {}).get(threshold)
     return hit[1] if hit is not None and hit[0] == _version(model) else None
 
 
@@ -294,20 +300,21 @@ def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, cos
     return {"dense": dense, "engine": engine}
 
 
-def choose(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, threshold: float,
+def choose(model: EarlyExitLinkPredictor, graph: Graph, ends: int, threshold: float,
            ops: ModuleType, device: torch.device, requested: str = "auto") -> Plan:
-    """The plan of one call on a graph of ``n`` nodes and ``entries`` CSR entries with ``ends``
-    distinct endpoints. ``requested`` ``"dense"`` / ``"engine"`` forces that path."""
+    """The plan of one call on ``graph`` with ``ends`` distinct endpoints. ``requested``
+    ``"dense"`` / ``"engine"`` forces that path."""
     if requested == "dense":
         return Plan("dense", "requested")
+    n, entries = graph.num_nodes, graph.col.numel()
     costs = calibrate(ops, device, model.config.hidden)
     m = model.config.hidden
     steps = dict(row=_row_cost(model, n, entries, costs), copy=m * costs.copy, select=m * costs.select)
     if requested == "engine":
         return Plan("engine", "requested", **steps)
-    after = profile(model, threshold) if model.config.exit != "none" else None
+    after = profile(model, graph, threshold) if model.config.exit != "none" else None
     est = estimate(model, n, entries, ends, costs, after)
     path = min(est, key=est.get)
     known = "no exits" if model.config.exit == "none" else (
-        "exit profile of earlier calls" if after is not None else "no exit profile yet: none assumed")
+        "exit profile of earlier calls on this graph" if after is not None else "no exit profile yet: none assumed")
     return Plan(path, f"cost model, {known}", est, **steps)

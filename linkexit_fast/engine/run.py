@@ -45,13 +45,12 @@ def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, t
     costs device work to count (the edges aggregated, a sparse input's entries): for callers
     that do not read it."""
     t0 = time.perf_counter()
-    plan = choose(model, graph.num_nodes, graph.col.numel(), ends.numel(), threshold, ops,
-                  graph.rowptr.device, path)  # path checked by the entry points (api._check_args)
+    plan = choose(model, graph, ends.numel(), threshold, ops, graph.rowptr.device, path)  # path checked by the entry points (api._check_args)
     stats.plan = str(plan)
     z, rows, layer = _Run(model, graph, ends, threshold, ops, stats, count_flops, plan).run()
     key = row_key(ends, rows, graph.num_nodes)
-    if path == "auto" and model.config.exit != "none" and profile(model, threshold) is None:
-        record(model, threshold, at(layer, key(ends)))  # once per weights and threshold: a host read
+    if path == "auto" and model.config.exit != "none" and profile(model, graph, threshold) is None:
+        record(model, graph, threshold, at(layer, key(ends)))  # once per weights, graph, threshold: a host read
     stats.time_gnn += time.perf_counter() - t0
     return z, key, layer
 
