@@ -18,7 +18,7 @@ from ..models import EarlyExitLinkPredictor
 from .cache import FrozenCache
 from .indexing import at, host, nonzero, sync_free
 from .inputs import input_states
-from .plan import Plan, choose, profile, record
+from .plan import Plan, choose, record
 from .scope import compact, row_key, walk_pays
 from .stats import EngineStats, head_macs, layer_k
 
@@ -49,7 +49,7 @@ def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, t
     stats.plan = str(plan)
     z, rows, layer = _Run(model, graph, ends, threshold, ops, stats, count_flops, plan).run()
     key = row_key(ends, rows, graph.num_nodes)
-    if path == "auto" and model.config.exit != "none" and profile(model, graph, threshold) is None:
+    if path == "auto" and model.config.exit != "none" and not plan.profiled:
         record(model, graph, threshold, at(layer, key(ends)))  # once per weights, graph, threshold: a host read
     stats.time_gnn += time.perf_counter() - t0
     return z, key, layer
