@@ -20,7 +20,10 @@ the C++ ops, on a non-CPU device, with ``LINKEXIT_BF16=0`` or ``force_fp32=True`
 the fp32 scorer's and every bound is 0. ``products=3`` keeps the bound near 1e-4 of the
 magnitudes :math:`|W||h|` (~160x tighter than ``products=1`` on random 2-layer scorers): the
 re-scored share of CiteSeer's HeaRT test negatives fell from 14.0% to 0.21%, ogbl-ddi's from
-49.6% to 0.62%. It is the default on AMX, where the extra products are cheap.
+49.6% to 0.62%. It is the default on AMX. The extra products are not free there: three took
+1.8-2.5x the kernel time of one (three runs of 15 interleaved rounds, 227,955 pairs at width 256,
+2 threads, this Intel Xeon with AMX, 2026-11-30), so with few near-ties one product plus a larger
+fp32 re-scoring may rank faster end to end; that trade-off has not been measured.
 
 Error bound (standard forward error analysis, Higham, *Accuracy and Stability of Numerical
 Algorithms*, 2nd ed., §2.2, §3.1-3.5). :math:`u_{16} = 2^{-8}`, :math:`u_{32} = 2^{-24}`,
@@ -108,9 +111,10 @@ def bf16_isa(device: torch.device = torch.device("cpu")) -> Optional[str]:
 
 
 def default_products(isa: Optional[str]) -> int:
-    """bf16 products per multiply-add: 3 on AMX (a ~160x tighter bound for ~1.3x the kernel
-    time, so the fp32 re-scoring all but disappears); 1 with ``vdpbf16ps`` only, where three
-    products measured 3x slower than one, slower than the fp32 scorer (on this Xeon, forced)."""
+    """bf16 products per multiply-add: 3 on AMX (a ~160x tighter bound, so the fp32 re-scoring
+    all but disappears, for 1.3x the kernel time in its first measurement and 1.8-2.5x in a
+    later one: see the module docstring); 1 with ``vdpbf16ps`` only, where three products
+    measured 3x slower than one, slower than the fp32 scorer (on this Xeon, forced)."""
     return 3 if isa == "amx-bf16" else 1
 
 
