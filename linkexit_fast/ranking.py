@@ -25,7 +25,7 @@ import torch
 
 from . import engine
 from .backends import get_backend
-from .backends.bf16 import score_pairs_bf16
+from .backends.bf16 import bf16_isa, default_products, score_pairs_bf16
 from .checkpoint import Predictor
 from .metrics import heart_metrics
 from .validation import check_index_tensor
@@ -84,7 +84,9 @@ def exact_heart_metrics(model, graph, pos, neg, threshold: float = 0.9, *, score
 
     Returns:
         ``heart_metrics``' keys (``mrr``, ``hits@1`` ... ``hits@100``) plus ``rescored`` (negative
-        entries re-scored in fp32) and ``rescored_share`` (of the ``P * K`` entries).
+        entries re-scored in fp32), ``rescored_share`` (of the ``P * K`` entries) and
+        ``refined_bf16x3`` (entries the one-product bf16 pass left undecided and a three-product
+        pass scored again, on CPUs with AMX; 0 elsewhere).
     """
     if scores not in ("probability", "logit"):
         raise ValueError(f"scores must be 'probability' or 'logit', got {scores!r}")
@@ -110,41 +112,64 @@ def exact_heart_metrics(model, graph, pos, neg, threshold: float = 0.9, *, score
 @torch.no_grad()
 def heart_metrics_from_embeddings(z: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, weights, biases,
                                   fp32_scorer: Callable, *, scores: str = "probability",
-                                  force_fp32: bool = False) -> Dict[str, object]:
+                                  force_fp32: bool = False, cascade: bool = True) -> Dict[str, object]:
     """The core of :func:`exact_heart_metrics` on given embeddings: ``z [n, m]`` float32, ``pos
     [P, 2]`` and ``neg [P, K, 2]`` int64 rows of ``z`` (trusted), the scorer's ``weights`` /
     ``biases`` and ``fp32_scorer(z, u, v, weights, biases) -> [N]`` logits. Returns the same dict
     as :func:`exact_heart_metrics`, whose metrics equal ``heart_metrics(f(fp32_scorer(pos)),
-    f(fp32_scorer(neg)))`` with ``f`` the sigmoid (``scores="probability"``) or the identity."""
+    f(fp32_scorer(neg)))`` with ``f`` the sigmoid (``scores="probability"``) or the identity.
+    ``cascade=False``: one bf16 pass at the ISA's default products (:func:`default_products`)
+    instead of one product then three for the undecided (the same metrics; for comparisons)."""
     P, K = neg.shape[:2]
     p_logit = fp32_scorer(z, pos[:, 0], pos[:, 1], weights, biases)
     flat = neg.reshape(-1, 2)
-    # No deduplication: torch.unique(return_inverse=True) of CiteSeer's 228k negatives took
-    # ~200 ms on the loaded 2-core machine, the 14% duplicates ~10 ms of bf16 scoring.
-    s_hat, bound = score_pairs_bf16(z, flat[:, 0], flat[:, 1], weights, biases, force_fp32=force_fp32,
-                                    fp32_scorer=fp32_scorer)
-    lo, hi = _next(s_hat - bound, -float("inf")), _next(s_hat + bound, float("inf"))
     f = _sigmoid if scores == "probability" else (lambda t: t)
     fp = f(p_logit)
-    if scores == "probability":
-        p64 = fp.double()[:, None]
-        below = f(hi).double().view(P, K) * (1 + SIGMOID_RTOL) + 2.0 ** -130 < p64
-        above = f(lo).double().view(P, K) * (1 - SIGMOID_RTOL) - 2.0 ** -130 > p64
-    else:
-        below = hi.view(P, K) < fp[:, None]
-        above = lo.view(P, K) > fp[:, None]
+    p_of = torch.arange(P, device=flat.device).repeat_interleave(K)  # each negative's positive
+
+    def side(idx: torch.Tensor, products: int) -> torch.Tensor:
+        """+1 / -1 for the negatives ``idx`` that a bf16 pass with ``products`` proves above /
+        below their positive, 0 where its bound leaves it undecided."""
+        s_hat, bound = score_pairs_bf16(z, flat[idx, 0], flat[idx, 1], weights, biases, products=products,
+                                        force_fp32=force_fp32, fp32_scorer=fp32_scorer)
+        lo, hi = _next(s_hat - bound, -float("inf")), _next(s_hat + bound, float("inf"))
+        p = fp[p_of[idx]]
+        if scores == "probability":
+            p64 = p.double()
+            below = f(hi).double() * (1 + SIGMOID_RTOL) + 2.0 ** -130 < p64
+            above = f(lo).double() * (1 - SIGMOID_RTOL) - 2.0 ** -130 > p64
+        else:
+            below, above = hi < p, lo > p
+        return above.to(torch.int8) - below.to(torch.int8)
+
+    # No deduplication: torch.unique(return_inverse=True) of CiteSeer's 228k negatives took
+    # ~200 ms on the loaded 2-core machine, the 14% duplicates ~10 ms of bf16 scoring.
+    # A cascade where the CPU has AMX: one bf16 product per multiply-add for every negative, then
+    # three (a ~160x tighter bound at 1.8-2.5x the kernel time) only for those one leaves
+    # undecided (14 % of CiteSeer's HeaRT test negatives, 0.2 % after three), then fp32.
+    every = torch.arange(P * K, device=flat.device)
+    cascade = cascade and not force_fp32 and default_products(bf16_isa(z.device)) == 3
+    decided = side(every, 1 if cascade else default_products(bf16_isa(z.device)))
+    refined = 0
+    if cascade:
+        open_ = (decided == 0).nonzero().squeeze(1)
+        refined = open_.numel()
+        if refined:
+            decided[open_] = side(open_, 3)
     # Decided entries become -inf / +inf; undecided ones get their fp32 score: heart_metrics
     # then counts exactly what the fp32 scores would.
-    surrogate = torch.where(above, float("inf"), -float("inf")).to(torch.float32)
-    need = (~(below | above)).view(-1).nonzero().squeeze(1)
+    surrogate = torch.where(decided > 0, float("inf"), -float("inf")).to(torch.float32)
+    need = (decided == 0).nonzero().squeeze(1)
     if need.numel():
         # GEMMs give a row different bits in a short batch or a batch's tail (gemv paths, masked
         # tails; tests saw it at 1-3, 7, 15, 31, 33 and 500 rows): score the pairs padded to a
         # multiple of RESCORE_ALIGN rows, as in the long batches of the fp32 evaluation.
         padded = flat[torch.cat([need, need[:1].expand(-need.numel() % RESCORE_ALIGN)])]
         exact = fp32_scorer(z, padded[:, 0], padded[:, 1], weights, biases)[:need.numel()]
-        surrogate.view(-1)[need] = f(exact)
+        surrogate[need] = f(exact)
+    surrogate = surrogate.view(P, K)
     out: Dict[str, object] = dict(heart_metrics(fp, surrogate))
     out["rescored"] = need.numel()
     out["rescored_share"] = out["rescored"] / (P * K)
+    out["refined_bf16x3"] = refined
     return out

@@ -170,9 +170,14 @@ def test_exact_metrics_equal_fp32_metrics(seed, scorer, scores):
     want = heart_metrics(logits[:P], logits[P:].view(P, K))
     got = heart_metrics_from_embeddings(z, pos, neg, weights, biases, fp32, scores=scores)
     assert {k: got[k] for k in want} == want
+    one_pass = heart_metrics_from_embeddings(z, pos, neg, weights, biases, fp32, scores=scores, cascade=False)
+    assert {k: one_pass[k] for k in want} == want
     if HAS_BF16:
         assert 0 < got["rescored"] < P * K  # the near ties are re-scored, the rest is not
         assert got["rescored"] >= P * 15  # at least the duplicates and reversed copies
+    if bf16.bf16_isa() == "amx-bf16":  # the cascade: three products for what one leaves open
+        assert got["rescored"] <= got["refined_bf16x3"] < P * K
+        assert one_pass["refined_bf16x3"] == 0
 
 
 def test_probability_ties_differ_from_logit_ties():
