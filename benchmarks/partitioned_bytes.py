@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -39,6 +40,14 @@ OUT = Path("benchmarks/results")
 COMMAND = "python benchmarks/partitioned_bytes.py"
 THRESHOLDS = (0.5, 0.9, 1.0)
 NETWORK = {"bandwidth_bytes_per_s": 25e9 / 8, "latency_s": 20e-6, "name": "25 Gb/s, 20 us per message"}
+
+
+def _machine() -> str:
+    """The CPU's model name (platform.processor() is often just the architecture)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else ():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def _peak_rss_mb() -> float:
@@ -97,7 +106,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     if args.report_only:
-        result = json.loads(out.with_suffix(".json").read_text())
+        result = _keys_back(json.loads(out.with_suffix(".json").read_text()))
         out.with_suffix(".md").write_text(_markdown(result))
         _plot(result, out.with_suffix(".png"))
         return
@@ -168,7 +177,7 @@ def main() -> None:
             row[t] = _model_time(_compute_s(runs[ref_compute][t]), ee, s["exchanges"], P)
         model_rows.append(row)
     result = {
-        "command": COMMAND, "machine": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+        "command": COMMAND, "machine": _machine(), "cpus": os.cpu_count(), "threads_per_process": 1,
         "workload": {"nodes": graph.num_nodes, "undirected_edges": graph.num_undirected_edges, "pairs": int(pairs.shape[0]),
                      "model": {k: getattr(model.config, k) for k in ("backbone", "exit", "semantics", "layers", "hidden")}},
         "single": {t: {k: v for k, v in d.items() if k != "scores"} for t, d in single.items()},
@@ -182,11 +191,22 @@ def main() -> None:
     print("wrote", out.with_suffix(".md"))
 
 
+def _keys_back(r: dict) -> dict:
+    """The result as written (rank counts and thresholds as keys), from its JSON (keys as text)."""
+    def num(k):
+        return int(k) if k.isdigit() else float(k) if k.replace(".", "", 1).isdigit() else k
+    r["runs"] = {int(w): {num(k): v for k, v in run.items()} for w, run in r["runs"].items()}
+    r["single"] = {float(t): v for t, v in r["single"].items()}
+    r["scaling_model"] = [{num(k): v for k, v in row.items()} for row in r["scaling_model"]]
+    return r
+
+
 def _markdown(r: dict) -> str:
     w = r["workload"]
     mb = lambda b: f"{b / 1e6:.1f}"  # noqa: E731
     lines = ["# Graph-partitioned inference: bytes exchanged per layer\n",
-             f"`{r['command']}`, on {r['machine']} ({r['cores']} thread per process). Workload: "
+             f"`{r['command']}`, on {r['machine']} ({r['cpus']} CPUs, {r['threads_per_process']} torch thread per "
+             f"process). Workload: "
              f"{w['nodes']:,} nodes, {w['undirected_edges']:,} undirected edges, {w['pairs']:,} uniformly random "
              f"pairs; model {w['model']}. METIS partitions (pymetis); each rank a local process (gloo) holding only "
              f"its shard. Bytes are summed over the ranks and are exact whatever the load; 'full graph' is what a "
@@ -197,27 +217,27 @@ def _markdown(r: dict) -> str:
              "max abs score diff vs 1 process |", "|" + "---|" * 11]
     for world, run in r["runs"].items():
         for t in (0.5, 0.9, 1.0):
-            x = run[t] if t in run else run[str(t)]
+            x = run[t]
             s = x["stats"]
             sent, full = sum(s["state_bytes"]), sum(s["full_graph_bytes"])
             frozen = sum(s["frozen_rows"])
             share = frozen / (frozen + sum(s["rows_sent"])) if frozen else 0.0
-            single = r["single"][t] if t in r["single"] else r["single"][str(t)]
+            single = r["single"][t]
             lines.append(f"| {world} | {t} | {single['endpoints_exited'] / single['endpoint_slots']:.1%} | "
                          f"{' / '.join(mb(b) for b in s['state_bytes'])} | {' / '.join(mb(b) for b in s['full_graph_bytes'])} | "
                          f"{sent / full:.2f} | {mb(sum(s['control_bytes']))} | {frozen:,} ({share:.1%} of the halo rows read) | "
                          f"{mb(s['output_bytes'])} | {sum(s['exchanges'])} | {x['max_abs_diff_vs_single']:.1e} |")
     lines += ["", "Seconds per call, 2 ranks (each on its own core): " + "; ".join(
         f"t={t}: wall {x['wall_s']:.2f}, in collectives {x['stats']['exchange_s'] / 2:.2f} per rank, computing "
-        f"{_compute_s(x):.2f} over both" for t, x in ((t, r["runs"][min(r["runs"])].get(t) or r["runs"][min(r["runs"])][str(t)])
+        f"{_compute_s(x):.2f} over both" for t, x in ((t, r["runs"][min(r["runs"])][t])
                                                       for t in (0.5, 0.9, 1.0))) + ".",
         "", "Peak RSS per rank (MB): " + "; ".join(
         f"{world} ranks: {', '.join(f'{v:.0f}' for v in run['peak_rss_mb_per_rank'])}" for world, run in r["runs"].items()),
         "", "Wall-clock per call (s; 2 ranks on the 2 cores, 1 thread each, is the only unshared case): " + "; ".join(
-        f"{world} ranks: " + ", ".join(f"t={t} {(run[t] if t in run else run[str(t)])['wall_s']:.1f}" for t in (0.5, 0.9, 1.0))
+        f"{world} ranks: " + ", ".join(f"t={t} {run[t]['wall_s']:.1f}" for t in (0.5, 0.9, 1.0))
         for world, run in r["runs"].items()),
         "; single process (1 thread, plan engine): " + ", ".join(
-            f"t={t} {(r['single'][t] if t in r['single'] else r['single'][str(t)])['wall_s']:.1f}" for t in (0.5, 0.9, 1.0))
+            f"t={t} {r['single'][t]['wall_s']:.1f}" for t in (0.5, 0.9, 1.0))
         + f"; full-graph dense forward at exits off: {r['full_graph_compute_s']:.1f}.", ""]
     net = r["network"]
     lines += [f"## Scaling model: {net['name']}\n",
@@ -238,7 +258,7 @@ def _markdown(r: dict) -> str:
               "|---|---|---|---|---|---|---|"]
     fmt = lambda d: f"{d['compute_s'] * 1e3:.0f} + {d['bandwidth_s'] * 1e3:.1f} + {d['latency_s'] * 1e3:.1f} = {d['total_s'] * 1e3:.0f}"  # noqa: E731
     for row in r["scaling_model"]:
-        g = lambda t: row[t] if t in row else row[str(t)]  # noqa: E731
+        g = row.__getitem__
         lines.append(f"| {row['machines']} | {row['halo_rows']:,} | {fmt(row['full_graph'])} | {fmt(g(0.9))} | "
                      f"{fmt(g(0.5))} | {fmt(g(1.0))} | {row['full_graph']['total_s'] / g(0.9)['total_s']:.2f}x / "
                      f"{row['full_graph']['total_s'] / g(0.5)['total_s']:.2f}x |")
@@ -254,7 +274,7 @@ def _plot(r: dict, path: Path) -> None:
     for ax, (world, run) in zip(axes, r["runs"].items()):
         layers = None
         for t, style in ((1.0, "k-o"), (0.9, "C0-s"), (0.5, "C1-^")):
-            s = (run[t] if t in run else run[str(t)])["stats"]
+            s = run[t]["stats"]
             layers = range(len(s["full_graph_bytes"]))
             sent = s["state_bytes"] + [0] * (len(s["full_graph_bytes"]) - len(s["state_bytes"]))
             ax.plot(layers, [b / 1e6 for b in sent], style, label=f"early exit, t={t}" if t < 1 else "exits off (t=1.0)")

@@ -52,7 +52,7 @@ from .backends import check_backend_name, get_backend
 from .distributed import _gather, check_same_pairs, rank, world_size
 from .engine.api import PAIR_CHUNK, _eval_mode
 from .engine.indexing import at, csr_gather
-from .engine.run import decide, judge, layer_update
+from .engine.run import Scratch, decide, judge, layer_update
 from .engine.score import engine_scores
 from .engine.stats import EngineStats
 from .graph import Graph, degree_norm
@@ -416,7 +416,7 @@ class _Run:
         self.remote_send, self.remote_row, self.remote_col = (
             shard.entry_send[self.remote], row[self.remote], shard.col[self.remote])
         self.all_nodes = torch.cat([shard.nodes, shard.halo])
-        self.scratch: Optional[torch.Tensor] = None
+        self.scratch = Scratch(self.m, self.dev)
         self.engine_stats = EngineStats(backend=ops.__name__.rsplit(".", 1)[-1], threshold=threshold)
 
     def walk(self, sources: torch.Tensor, hops: int, passable: Optional[torch.Tensor], l: int) -> torch.Tensor:
@@ -455,21 +455,7 @@ class _Run:
     def update(self, l: int, h: torch.Tensor, rows: torch.Tensor, step: Optional[torch.Tensor]) -> torch.Tensor:
         """New states of own rows ``rows`` at layer ``l``, as the engine's (in the scratch buffer)."""
         return layer_update(self.model, self.ops, l, h, rows, step, self.s.rowptr, self.s.col, self.weight, None,
-                            self.self_weight, self._scratch)
-
-    def _scratch(self, rows: int) -> torch.Tensor:
-        """One ``[rows, m]`` buffer for every layer's new states (fresh ones pay page faults)."""
-        if self.scratch is None or self.scratch.shape[0] < rows:
-            self.scratch = None
-            self.scratch = torch.empty(rows, self.m, device=self.dev)
-        return self.scratch[:rows]
-
-    def take(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``h[rows]`` for sorted unique own ``rows``: without a copy when they are every own row,
-        else in the scratch buffer (valid until its next use; fresh memory pays page faults)."""
-        if rows.numel() == self.n:
-            return h[:self.n]
-        return torch.index_select(h, 0, rows, out=self._scratch(rows.numel()))
+                            self.self_weight, self.scratch)
 
     def decide(self, head, h_rows: torch.Tensor, l: int, head_id: int, rows: torch.Tensor):
         if rows.numel() == 0:  # no own row to judge (the ops want at least one)
@@ -515,15 +501,15 @@ class _Run:
                     if freeze:
                         soft &= ~exited
                     rows = soft.nonzero().squeeze(1)
-                    flag, _ = self.decide(model.head(l), self.take(h, rows), l, 0, rows)
+                    flag, _ = self.decide(model.head(l), self.scratch.take(h, rows, self.n), l, 0, rows)
                     ready.scatter_(0, rows[flag], 1.0)
                     ready[n:] = self.halo.boundary(ready[:n].to(torch.uint8), l).to(ready.dtype)
                 live = d[:n] <= bound
                 if freeze:
                     live &= ~exited
                 rows = live.nonzero().squeeze(1)
-                flag, step_rows = judge(model, self.ops, l, self.take(h, rows), rows, self.decide, ready,
-                                        self.s.rowptr, self.s.col, self.weight, self.s.deg)
+                flag, step_rows = judge(model, self.ops, l, self.scratch.take(h, rows, self.n), rows, self.decide,
+                                        ready, self.s.rowptr, self.s.col, self.s.deg)
                 if step_rows is not None:
                     step = torch.zeros(n, device=dev).scatter_(0, rows, step_rows)
                 new = rows[flag & ~at(exited, rows)]
@@ -560,12 +546,12 @@ class _Run:
 
 
 # ---------------------------------------------------------------------------- the entry point
-def _score(shard: Shard, model, ops, z_own: torch.Tensor, own_ends: torch.Tensor, pairs: torch.Tensor,
-           batch_size: int, stats: PartitionStats) -> torch.Tensor:
-    """Every pair scored on the rank of its first endpoint, with the second endpoint's output state
-    fetched from its owner; all scores back on every rank, in input order."""
+def _score(shard: Shard, owner: torch.Tensor, model, ops, z_own: torch.Tensor, own_ends: torch.Tensor,
+           pairs: torch.Tensor, batch_size: int, stats: PartitionStats) -> torch.Tensor:
+    """Every pair scored on the rank of its first endpoint (``owner`` int64 ``[N]``), with the
+    second endpoint's output state fetched from its owner; all scores back on every rank, in
+    input order."""
     r, world, dev = shard.rank, shard.world, pairs.device
-    owner = shard.owner.to(torch.int64)
     first = at(owner, pairs[:, 0])
     order = torch.argsort(first, stable=True)
     bounds = [0] + torch.bincount(first, minlength=world).cumsum(0).tolist()
@@ -655,6 +641,6 @@ def predict(shard: Shard, pairs, threshold: float = 0.9, *, model: EarlyExitLink
         local = torch.searchsorted(shard.nodes, own_ends)
         z, layers = _Run(shard, model, threshold, ops, stats).run(local)
         stats.endpoints, stats.exit_layer = own_ends, layers
-        scores = _score(shard, model, ops, z, own_ends, pairs, batch_size, stats)
+        scores = _score(shard, owner, model, ops, z, own_ends, pairs, batch_size, stats)
     stats.total(dev)
     return scores

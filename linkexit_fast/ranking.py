@@ -125,7 +125,6 @@ def heart_metrics_from_embeddings(z: torch.Tensor, pos: torch.Tensor, neg: torch
     flat = neg.reshape(-1, 2)
     f = _sigmoid if scores == "probability" else (lambda t: t)
     fp = f(p_logit)
-    p_of = torch.arange(P, device=flat.device).repeat_interleave(K)  # each negative's positive
 
     def side(idx: torch.Tensor, products: int) -> torch.Tensor:
         """+1 / -1 for the negatives ``idx`` that a bf16 pass with ``products`` proves above /
@@ -133,7 +132,7 @@ def heart_metrics_from_embeddings(z: torch.Tensor, pos: torch.Tensor, neg: torch
         s_hat, bound = score_pairs_bf16(z, flat[idx, 0], flat[idx, 1], weights, biases, products=products,
                                         force_fp32=force_fp32, fp32_scorer=fp32_scorer)
         lo, hi = _next(s_hat - bound, -float("inf")), _next(s_hat + bound, float("inf"))
-        p = fp[p_of[idx]]
+        p = fp[idx // K]  # each negative's positive
         if scores == "probability":
             p64 = p.double()
             below = f(hi).double() * (1 + SIGMOID_RTOL) + 2.0 ** -130 < p64

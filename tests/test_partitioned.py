@@ -1,7 +1,8 @@
 """Graph-partitioned inference (linkexit_fast.partitioned): shards against the graph, 2 and 3
 gloo ranks spawned inside the test (127.0.0.1, a port the OS picks, every run bounded by
-TIMEOUT) against the single-process engine, and the bytes of the first exchange against a
-scipy breadth-first search."""
+TIMEOUT) against the dense reference forward (``backend="reference"``: every node through every
+layer, not the engine's code), the shards' rows against scipy's CSR, and the rows of the first
+exchange against a scipy breadth-first search."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -107,7 +108,7 @@ def test_partitioned_predict_matches_one_process(world, method):
     first_rows = len({(r, parts[c].item()) for r, c in zip(rows[cross], cols[cross]) if dist[c] <= L - 1})
     exits_seen = 0
     for (name, t), (scores, every, st) in got.items():
-        want, ws = lf.predict(graph, pairs, t, model=models[name], return_stats=True)
+        want, ws = lf.predict(graph, pairs, t, model=models[name], backend="reference", return_stats=True)
         torch.testing.assert_close(scores, want, atol=SCORE_ATOL, rtol=0, msg=f"{name} at {t}")
         layer = torch.full((N,), -1)
         for ends, layers in every:
@@ -131,7 +132,8 @@ def test_one_rank_without_a_process_group_is_the_single_process_engine():
     (shard,) = partitioned.build_shards(graph, partitioned.partition(graph, 1))
     for name, model in models.items():
         got = partitioned.predict(shard, pairs, 0.5, model=model)
-        torch.testing.assert_close(got, lf.predict(graph, pairs, 0.5, model=model), atol=SCORE_ATOL, rtol=0)
+        want = lf.predict(graph, pairs, 0.5, model=model, backend="reference")
+        torch.testing.assert_close(got, want, atol=SCORE_ATOL, rtol=0)
 
 
 def test_bad_input_is_refused_before_any_exchange(tmp_path):
@@ -253,7 +255,7 @@ def test_shallow_models_and_odd_pair_sets_match_one_process():
                              threads=1, timeout=TIMEOUT)
     for name, (model, pairs) in cases.items():
         scores, every = got[name]
-        want, ws = lf.predict(graph, pairs, 0.5, model=model, return_stats=True)
+        want, ws = lf.predict(graph, pairs, 0.5, model=model, backend="reference", return_stats=True)
         assert scores.shape == (pairs.shape[0],), name
         torch.testing.assert_close(scores, want, atol=SCORE_ATOL, rtol=0, msg=name)
         layer = torch.full((N,), -1)
@@ -299,7 +301,7 @@ def test_random_graphs_models_and_partitions_match_one_process():
         cases.append((graph, model, t, pairs, partitioned.build_shards(graph, parts)))
     got = distributed.launch(_random_cases_on_ranks, 3, cases, threads=1, timeout=TIMEOUT)
     for seed, ((graph, model, t, pairs, _), (scores, every)) in enumerate(zip(cases, got)):
-        want, ws = lf.predict(graph, pairs, t, model=model, return_stats=True)
+        want, ws = lf.predict(graph, pairs, t, model=model, backend="reference", return_stats=True)
         torch.testing.assert_close(scores, want, atol=SCORE_ATOL, rtol=0, msg=f"seed {seed}")
         layer = torch.full((graph.num_nodes,), -1)
         for ends, layers in every:
@@ -324,4 +326,5 @@ def test_citeseer_partitioned_by_metis_matches_one_process():
     shards = partitioned.build_shards(graph, partitioned.partition(graph, 3, "metis"))
     got = distributed.launch(_citeseer_on_ranks, 3, shards, model, pairs, threads=1, timeout=TIMEOUT)
     for t, scores in got.items():
-        torch.testing.assert_close(scores, lf.predict(graph, pairs, t, model=model), atol=SCORE_ATOL, rtol=0)
+        want = lf.predict(graph, pairs, t, model=model, backend="reference")
+        torch.testing.assert_close(scores, want, atol=SCORE_ATOL, rtol=0)

@@ -45,14 +45,48 @@ def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, t
     costs device work to count (the edges aggregated, a sparse input's entries): for callers
     that do not read it."""
     t0 = time.perf_counter()
-    plan = choose(model, graph, ends.numel(), threshold, ops, graph.rowptr.device, path)  # path checked by the entry points (api._check_args)
+    # path was checked by the entry points (api._check_args)
+    plan = choose(model, graph, ends.numel(), threshold, ops, graph.rowptr.device, path)
     stats.plan = str(plan)
     z, rows, layer = _Run(model, graph, ends, threshold, ops, stats, count_flops, plan).run()
     key = row_key(ends, rows, graph.num_nodes)
     if path == "auto" and model.config.exit != "none" and not plan.profiled:
-        record(model, graph, threshold, at(layer, key(ends)))  # once per weights, graph, threshold: a host read
+        record(model, graph, threshold, at(layer, key(ends)))  # once per weights, graph, threshold
     stats.time_gnn += time.perf_counter() - t0
     return z, key, layer
+
+
+class Scratch:
+    """The one ``[rows, m]`` buffer that serves every layer of a pass: first the exit heads' row
+    gather, then the layer's new states. A fresh tensor per use pays its first-touch page faults
+    each time: on the 1M-node graph that was 1.66M faults (6.6 GB) per call, and the kernel's share
+    of the engine's CPU time was about 40 %. ``scratch(rows)`` is a view of it, valid until the
+    next use."""
+
+    def __init__(self, m: int, device: torch.device):
+        self.m, self.dev = m, device
+        self.buf: Optional[torch.Tensor] = None
+
+    def __call__(self, rows: int) -> torch.Tensor:
+        if self.buf is None or self.buf.shape[0] < rows:
+            self.buf = None  # release the smaller one before allocating
+            self.buf = torch.empty(rows, self.m, device=self.dev)
+        return self.buf[:rows]
+
+    def take(self, h: torch.Tensor, rows: torch.Tensor, n: Optional[int] = None) -> torch.Tensor:
+        """``h[rows]`` for sorted unique ``rows``, in the buffer, and without the copy when they
+        are all of the first ``n`` rows (default: every row of ``h``): on a full evaluation that
+        gather is an ``[N, m]`` pass per use."""
+        n = h.shape[0] if n is None else n
+        if rows.numel() == n:
+            return h[:n]
+        return torch.index_select(h, 0, rows, out=self(rows.numel()))
+
+    def swap(self, states: torch.Tensor, old: torch.Tensor) -> None:
+        """``states`` (new states that live in the buffer) replace ``old`` (states no longer
+        read), which becomes the buffer."""
+        if self.buf is not None and states.data_ptr() == self.buf.data_ptr():
+            self.buf = old
 
 
 def decide(model: EarlyExitLinkPredictor, ops: ModuleType, stats: EngineStats, threshold: float, head,
@@ -77,16 +111,16 @@ def decide(model: EarlyExitLinkPredictor, ops: ModuleType, stats: EngineStats, t
 
 def judge(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h_rows: torch.Tensor, rows: torch.Tensor,
           decide_fn: Callable, ready: Optional[torch.Tensor] = None, rowptr: Optional[torch.Tensor] = None,
-          col: Optional[torch.Tensor] = None, weight: Optional[torch.Tensor] = None,
-          deg: Optional[torch.Tensor] = None):
+          col: Optional[torch.Tensor] = None, deg: Optional[torch.Tensor] = None):
     """(exit flag, step) of ``rows`` (states ``h_rows``) at layer ``l``, through ``decide_fn``
     (:func:`decide`'s arguments from the head on). Node exit: the layer's head. Subgraph exit: the
     hard head on each row's state and the fraction of its neighbours ready (``ready`` over the CSR
-    ``rowptr, col`` of whole-graph degrees ``deg``; ``weight`` only gives its size), and only a
-    row itself ready may exit, as the reference forward."""
+    ``rowptr, col`` of whole-graph degrees ``deg``), and only a row itself ready may exit, as the
+    reference forward."""
     if model.config.exit != "subgraph":
         return decide_fn(model.head(l), h_rows, l, 0, rows)
-    nsum = ops.aggregate_rows(rowptr, col, torch.ones_like(weight), ready[:, None].contiguous(), rows)[:, 0]
+    ones = torch.ones(col.numel(), device=col.device)
+    nsum = ops.aggregate_rows(rowptr, col, ones, ready[:, None].contiguous(), rows)[:, 0]
     d = at(deg, rows).to(torch.float32)
     r = torch.where(d > 0, nsum / d.clamp(min=1), torch.ones_like(nsum))
     flag, step = decide_fn(model.hard_head(l), torch.cat([h_rows, r[:, None]], 1), l, 1, rows)
@@ -94,9 +128,9 @@ def judge(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h_rows: torch.
 
 
 def layer_update(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h: torch.Tensor, upd: torch.Tensor,
-             step: Optional[torch.Tensor], rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor,
-             cache: Optional[torch.Tensor], self_weight: Optional[torch.Tensor],
-             buffer: Callable[[int], torch.Tensor]) -> torch.Tensor:
+                 step: Optional[torch.Tensor], rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor,
+                 cache: Optional[torch.Tensor], self_weight: Optional[torch.Tensor],
+                 buffer: Callable[[int], torch.Tensor]) -> torch.Tensor:
     """New states ``[k, m]`` of the ``k`` rows ``upd`` at layer ``l``: their aggregate over the
     CSR ``rowptr, col, weight`` of ``h`` (plus ``cache``, the frozen neighbours' sums), then
     the model's transform (:meth:`~EarlyExitLinkPredictor.transform`).
@@ -154,7 +188,7 @@ class _Run:
         # The aggregation CSR shrinks under freeze; readiness always needs all neighbours.
         self.cache = FrozenCache(self.rowptr, self.col, self.weight, self.m)
         self.csr_deg = self.cache.deg  # entries per row of the scope CSR, for the FLOP counts
-        self.scratch: Optional[torch.Tensor] = None
+        self.scratch = Scratch(self.m, self.dev)
         self.all_rows: Optional[torch.Tensor] = None
 
     # -------------------------------------------------------------- pieces
@@ -167,24 +201,6 @@ class _Run:
             self.all_rows = torch.arange(self.n, device=self.dev)
         return self.all_rows
 
-    def _scratch(self, rows: int) -> torch.Tensor:
-        """A ``[rows, m]`` view of the one scratch buffer that serves every layer: first the
-        exit heads' row gather, then the layer's new states. A fresh tensor per use pays its
-        first-touch page faults each time: on the 1M-node graph that was 1.66M faults (6.6 GB)
-        per call, and the kernel's share of the engine's CPU time was about 40 %."""
-        if self.scratch is None or self.scratch.shape[0] < rows:
-            self.scratch = None  # release the smaller one before allocating
-            self.scratch = torch.empty(rows, self.m, device=self.dev)
-        return self.scratch[:rows]
-
-    def _take(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``h[rows]`` for sorted unique ``rows`` (from :meth:`_rows`), in the scratch buffer, and
-        without the copy when they are every row: on a full evaluation that gather is an [N, m]
-        pass per use. Valid until the next use of the scratch."""
-        if rows.numel() == h.shape[0]:
-            return h
-        return torch.index_select(h, 0, rows, out=self._scratch(rows.numel()))
-
     def _decide(self, head, h_rows: torch.Tensor, l: int, head_id: int, ids: torch.Tensor):
         return decide(self.model, self.ops, self.stats, self.threshold, head, h_rows, l, head_id, ids, self.nodes)
 
@@ -194,7 +210,7 @@ class _Run:
         first = self.c.backbone == "gcn" and l == 0
         csr = (self.rowptr, self.col, self.weight, None) if first else \
             (self.cache.rowptr, self.cache.col, self.cache.weight, self.cache.sums)
-        return layer_update(self.model, self.ops, l, h, upd, step, *csr, self.self_weight, self._scratch)
+        return layer_update(self.model, self.ops, l, h, upd, step, *csr, self.self_weight, self.scratch)
 
     def _edges(self, l: int, upd: torch.Tensor) -> Union[int, torch.Tensor]:
         """Edges aggregated for rows ``upd`` at layer ``l``: an int when they are every row, else a
@@ -262,12 +278,12 @@ class _Run:
                     if self.freeze:
                         soft &= ~exited
                     rows = self._rows(soft)
-                    flag, _ = self._decide(model.head(l), self._take(h, rows), l, 0, rows)
+                    flag, _ = self._decide(model.head(l), self.scratch.take(h, rows), l, 0, rows)
                     ready.scatter_(0, rows[flag], 1.0)
                     decided += rows.numel()
                 rows = live_rows(bound)
-                flag, step_rows = judge(model, ops, l, self._take(h, rows), rows, self._decide, ready,
-                                        self.rowptr, self.col, self.weight, self.deg)
+                flag, step_rows = judge(model, ops, l, self.scratch.take(h, rows), rows, self._decide, ready,
+                                        self.rowptr, self.col, self.deg)
                 decided += rows.numel()
                 if step_rows is not None:
                     step = torch.zeros(n, device=dev)
@@ -334,10 +350,9 @@ class _Run:
                 edge_counts.append(self._edges(l, upd) + (upd.numel() if self.self_weight is not None else 0))
             if upd.numel() == n:  # every row updated
                 if self.freeze and n_exited:  # exited states stay, by the reference's mask, in
-                    # place: a fresh [N, m] result pays its first-touch page faults (see _scratch)
+                    # place: a fresh [N, m] result pays its first-touch page faults (see Scratch)
                     torch.where(exited[:, None], h, new_h, out=new_h)
-                if self.scratch is not None and new_h.data_ptr() == self.scratch.data_ptr():
-                    self.scratch = h  # ping-pong: the old states become the scratch
+                self.scratch.swap(new_h, h)  # ping-pong: the old states become the scratch
                 h = new_h
             else:
                 h.index_copy_(0, upd, new_h)
