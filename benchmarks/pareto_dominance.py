@@ -23,7 +23,7 @@ from pathlib import Path
 
 import linkexit_fast as lf
 from linkexit_fast.cli import _load_split
-from linkexit_fast.pareto import checkpoint_name, eval_pairs, label
+from linkexit_fast.pareto import checkpoint_name, eval_pairs, label, table_runs
 
 
 def sweep_points(sweep: Path):
@@ -35,23 +35,20 @@ def sweep_points(sweep: Path):
 def table_points(runs: Path):
     """One point per ``table1.py`` cell: mean test MRR over its seeds (each seed's run with the
     best validation MRR, as the table selects), seed 0's checkpoint."""
-    runs_of = {}  # (cell, seed) -> its runs, one per learning rate; the best on validation counts
-    for record in sorted(runs.glob("*/record.json")):
-        r = json.loads(record.read_text())
-        runs_of.setdefault((r["backbone"], r["exit"], r["layers"], r["seed"]), []).append((r, record.parent))
     cells = {}
-    for (backbone, exit, layers, _), found in runs_of.items():
-        cells.setdefault((backbone, exit, layers), []).append(max(found, key=lambda f: f[0]["valid"]["mrr"]))
+    for spec, seed, folder in table_runs(runs):
+        record = json.loads((folder / "record.json").read_text())
+        cells.setdefault((spec["backbone"], spec["exit"], spec["layers"]), []).append((record, seed, folder))
     points = []
     for (backbone, exit, layers), recs in cells.items():
-        seed0 = next((path for r, path in recs if r["seed"] == 0), None)
+        seed0 = next((folder for _, seed, folder in recs if seed == 0), None)
         if seed0 is None:
             continue
         threshold = 1.0 if exit == "none" else 0.5
         points.append({"label": f"{backbone} {'fixed' if exit == 'none' else exit + '-exit'} L={layers} "
                                 f"t={threshold} ({len(recs)} seeds)",
                        "exit": exit, "threshold": threshold, "checkpoint": seed0,
-                       "mrr": statistics.mean(r["test"]["mrr"] for r, _ in recs)})
+                       "mrr": statistics.mean(r["test"]["mrr"] for r, _, _ in recs)})
     return points
 
 

@@ -51,6 +51,8 @@ def run_one(split, dataset, backbone, exit, layers, seed, lr, args) -> dict:
     record_path = out / "record.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
+    if args.cached_only:
+        return None
     ns = argparse.Namespace(seed=seed, quiet=True, hidden=None, dropout=None, predictor_layers=None,
                             lr=[lr], weight_decay=None, batch_size=None, patience=args.patience,
                             eval_every=None, epochs=args.epochs, max_minutes=args.max_minutes,
@@ -70,6 +72,20 @@ def run_one(split, dataset, backbone, exit, layers, seed, lr, args) -> dict:
     save(model, out, metrics={"valid": result.best_valid, "test": test})
     record_path.write_text(json.dumps(record, indent=1))
     return record
+
+
+def heart_style_negatives(split) -> None:
+    """Give a split without HeaRT files 500 HeaRT-style negatives per validation and test
+    positive from this package's sampler (seed 0), cached as ``linkexit-fast heart-negatives``
+    caches them."""
+    from linkexit_fast.cli import heart_negatives_path
+    from linkexit_fast.heart import generate_negatives, load_negatives, save_negatives
+    for which in ("valid", "test"):
+        path = heart_negatives_path(split, which)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_negatives(generate_negatives(split, which=which, k=500, seed=0), path)
+        split.set_negatives(which, load_negatives(path), "heart-sampler", path)
 
 
 def select(records):
@@ -142,6 +158,8 @@ def main(argv=None):
     ap.add_argument("--exit-train-mode", default="gumbel")
     ap.add_argument("--exit-warmup", type=int, default=0)
     ap.add_argument("--runs", default="runs/table1")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train nothing: tabulate the runs already under --runs (cells without any are left out)")
     ap.add_argument("--machine", default="2-core Intel Xeon (AMX), torch 2.13 CPU")
     ap.add_argument("--out", default="benchmarks/results/table1")
     args = ap.parse_args(argv)
@@ -158,12 +176,17 @@ def main(argv=None):
     for dataset in args.datasets:
         split = _load_split(argparse.Namespace(dataset=dataset, data=None, test_negatives=None,
                                                make_heart_negatives=dataset.startswith("heart:")))
+        if not split.has_heart_protocol:  # e.g. Cora's random split: HeaRT-style negatives for
+            heart_style_negatives(split)  # validation and test, so every column ranks alike
         negatives[dataset] = {w: split.negatives_of(w).label() for w in ("valid", "test")}
         for backbone, exit, layers in cells:
             lrs = (cell_lrs.get((backbone, exit, str(layers))) or args.lrs
                    or dataset_defaults(dataset)["lr_grid"])
             for seed in args.seeds:
-                r = select([run_one(split, dataset, backbone, exit, layers, seed, lr, args) for lr in lrs])
+                found = [r for r in (run_one(split, dataset, backbone, exit, layers, seed, lr, args) for lr in lrs) if r]
+                if not found:  # --cached-only and never trained
+                    continue
+                r = select(found)
                 results.setdefault(dataset, {}).setdefault((backbone, exit, layers), []).append(r)
                 print(f"[{time.time() - start:7.0f}s] {dataset} {backbone} {exit} L={layers} seed {seed}: "
                       f"valid {100 * r['valid']['mrr']:.2f} test {100 * r['test']['mrr']:.2f} "

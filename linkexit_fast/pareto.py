@@ -12,7 +12,7 @@ import argparse
 import json
 import statistics
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm
@@ -25,7 +25,7 @@ from .metrics import evaluate_scores
 from .timing import median_time
 from .train_args import train_checkpoint
 
-__all__ = ["run_pareto", "frontier", "model_grid"]
+__all__ = ["run_pareto", "frontier", "model_grid", "table_runs"]
 
 
 def model_grid(backbones: Sequence[str], layers: Sequence[int]) -> List[dict]:
@@ -36,6 +36,26 @@ def model_grid(backbones: Sequence[str], layers: Sequence[int]) -> List[dict]:
         grid += [dict(backbone=b, exit=e, semantics=s, layers=max(layers))
                  for e in ("node", "subgraph") for s in ("freeze", "readout")]
     return grid
+
+
+def table_runs(runs: Path) -> List[Tuple[dict, int, Path]]:
+    """``(spec, seed, checkpoint folder)`` of the runs in a ``benchmarks/table1.py`` runs folder
+    (one sub-folder per cell, seed and learning rate, each with ``record.json`` and the model):
+    per cell and seed the run with the best validation MRR, as the table selects. ``spec`` is the
+    saved model's own (backbone, exit, semantics, layers). Raises FileNotFoundError if none."""
+    best: Dict[tuple, Tuple[float, Path]] = {}
+    for record in sorted(Path(runs).glob("*/record.json")):
+        r = json.loads(record.read_text())
+        key, mrr = (r["backbone"], r["exit"], r["layers"], r["seed"]), r["valid"].get("mrr", -1.0)
+        if key not in best or mrr > best[key][0]:
+            best[key] = (mrr, record.parent)
+    if not best:
+        raise FileNotFoundError(f"no table1 runs (*/record.json) under {runs}")
+    out = []
+    for (_, _, _, seed), (_, folder) in sorted(best.items()):
+        c = load(folder).model.config
+        out.append((dict(backbone=c.backbone, exit=c.exit, semantics=c.semantics, layers=c.layers), seed, folder))
+    return out
 
 
 def family(spec: dict) -> str:
@@ -67,11 +87,14 @@ def eval_pairs(split: LinkSplit, eval_positives: Optional[int] = None):
 def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4, 8),
                thresholds=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99), seeds: int = 1, repeats: int = 3,
                backend: str = "auto", train_overrides: Optional[dict] = None,
-               eval_positives: Optional[int] = None, progress: bool = True) -> dict:
+               eval_positives: Optional[int] = None, progress: bool = True,
+               checkpoints: Optional[Sequence[Tuple[dict, int, Path]]] = None) -> dict:
     """Run (or resume) the sweep and write ``pareto.{json,md,png}`` into ``out``.
 
-    Cached points measured against other test negatives (or before negatives were recorded) are
-    measured again, so one sweep never mixes negatives."""
+    ``checkpoints``: sweep these ``(spec, seed, folder)`` models (e.g. :func:`table_runs`)
+    instead of training ``backbones`` x ``layers``. Cached points measured against other test
+    negatives (or before negatives were recorded) are measured again, so one sweep never mixes
+    negatives."""
     out = Path(out)
     (out / "points").mkdir(parents=True, exist_ok=True)
     if split.test_neg is None:
@@ -80,14 +103,17 @@ def run_pareto(split: LinkSplit, out: Path, backbones=("gcn",), layers=(1, 2, 4,
     negatives = split.negatives_of("test").to_dict()
     if len(pos) < len(split.test_pos):
         negatives["label"] += f"; a seeded subsample of {len(pos):,} of {len(split.test_pos):,} positives"
-    grid = model_grid(backbones, layers)
-    jobs = [(spec, seed) for spec in grid for seed in range(seeds)]
+    if checkpoints is None:
+        jobs = [(spec, seed, out / "checkpoints" / checkpoint_name(spec, seed))
+                for spec in model_grid(backbones, layers) for seed in range(seeds)]
+    else:
+        jobs = list(checkpoints)
+        seeds = len({seed for _, seed, _ in jobs})
     raw: List[dict] = []
     bar = tqdm(jobs, desc="pareto", disable=not progress)
-    for spec, seed in bar:
+    for spec, seed, ckpt in bar:
         name = checkpoint_name(spec, seed)
         bar.set_postfix_str(name)
-        ckpt = out / "checkpoints" / name
         if not (ckpt / "model.safetensors").exists():
             args = argparse.Namespace(seed=seed, quiet=True, hidden=None, dropout=None,
                                       predictor_layers=None, lr=None, weight_decay=None,

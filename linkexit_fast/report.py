@@ -15,6 +15,7 @@ from .datasets import LinkSplit, Negatives
 from .engine import paper_flops, predict
 from .evaluate import flatten_eval_pairs, split_scores
 from .metrics import evaluate_scores
+from .ranking import exact_heart_metrics
 
 # The one default exit threshold of eval, reports and the CLI: linkexit_fast.predict's own.
 DEFAULT_THRESHOLD: float = inspect.signature(predict).parameters["threshold"].default
@@ -47,12 +48,27 @@ def _auroc(pos: np.ndarray, neg: np.ndarray) -> Optional[float]:
 
 
 def eval_report(pred: Predictor, split: LinkSplit, threshold: float = DEFAULT_THRESHOLD,
-                backend: str = "auto", which=("valid", "test")) -> dict:
+                backend: str = "auto", which=("valid", "test"), precision: str = "fp32") -> dict:
     """Everything the ``eval`` command writes, as a JSON-able dict: per evaluated split its
     ``metrics`` beside the ``negatives`` they were scored against (a
     :meth:`~linkexit_fast.datasets.Negatives.to_dict`), at exit ``threshold`` (default:
-    ``linkexit_fast.predict``'s)."""
+    ``linkexit_fast.predict``'s).
+
+    ``precision="bf16"`` computes MRR and Hits@K with
+    :func:`~linkexit_fast.ranking.exact_heart_metrics` (bf16 scores, fp32 re-scoring of the
+    negatives their error bound leaves undecided): the same values as ``"fp32"``, faster, plus
+    ``rescored`` counts. It needs per-positive (HeaRT) negatives ``[P, K, 2]`` (ValueError
+    otherwise, before anything runs) and, having no fp32 score for every pair, leaves out the
+    AUROC per resolution layer (``None``) and the engine's per-layer counts."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     model, graph = pred.model, split.graph
+    parts = [p for p in which if getattr(split, f"{p}_neg") is not None and len(getattr(split, f"{p}_pos"))]
+    if precision == "bf16":
+        shared = [p for p in parts if getattr(split, f"{p}_neg").dim() != 3]
+        if shared:
+            raise ValueError(f"precision='bf16' needs per-positive (HeaRT) negatives [P, K, 2]; the {shared} "
+                             f"negatives of {split.name} are one shared set: use precision='fp32'")
     c = model.config
     out: Dict[str, object] = {"config": c.to_dict(), "threshold": threshold, "dataset": split.name}
     with torch.no_grad():
@@ -67,11 +83,22 @@ def eval_report(pred: Predictor, split: LinkSplit, threshold: float = DEFAULT_TH
     e_full = graph.col.numel() + (graph.num_nodes if model.self_loops else 0)
     out["compute_per_layer_fixed_depth"] = [graph.num_nodes * k * m * m + e_full * m] * L
     out["flops_paper"] = paper_flops(model, fwd.active_nodes, fwd.active_edges)
-    for part in which:
+    for part in parts:
         pos, neg = getattr(split, f"{part}_pos"), getattr(split, f"{part}_neg")
-        if neg is None or len(pos) == 0:
-            continue
         pairs = flatten_eval_pairs(pos, neg)
+        if precision == "bf16":
+            metrics = exact_heart_metrics(model, graph, pos, neg, threshold, backend=backend)
+            # a pair resolves when its later endpoint exits (the engine's exit layers are the
+            # reference forward's: the engine contract)
+            layer = fwd.exit_layer[pairs].max(1).values
+            out[part] = {"metrics": {k_: v for k_, v in metrics.items() if k_.startswith(("mrr", "hits@"))},
+                         "negatives": split.negatives_of(part).to_dict(), "pairs": len(pairs),
+                         "precision": "bf16",
+                         "rescored": {k_: metrics[k_] for k_ in ("rescored", "rescored_share", "refined_bf16x3")},
+                         "resolved_fraction_per_layer": (torch.bincount(layer, minlength=L + 1).float()
+                                                         / len(layer)).tolist(),
+                         "auroc_per_resolution_layer": None}
+            continue
         # plan="engine": the report shows what the engine's scope and exits spare, whatever the
         # planner would pick for speed (the scores are the same on every plan).
         scores, st = predict(graph, pairs, threshold=threshold, model=model, backend=backend,
@@ -86,7 +113,7 @@ def eval_report(pred: Predictor, split: LinkSplit, threshold: float = DEFAULT_TH
             sel = layer == l
             auroc[l] = _auroc(scores[sel & labels].numpy(), scores[sel & ~labels].numpy())
         out[part] = {"metrics": metrics, "negatives": split.negatives_of(part).to_dict(), "pairs": len(pairs),
-                     "resolved_fraction_per_layer": res_frac.tolist(),
+                     "precision": "fp32", "resolved_fraction_per_layer": res_frac.tolist(),
                      "auroc_per_resolution_layer": auroc,
                      "engine": {k_: v for k_, v in st.as_dict().items()
                                 if isinstance(v, (int, float, str, list))}}
@@ -115,7 +142,7 @@ def plot_report(report: dict, out_dir: Path) -> List[Path]:
     ax.plot(range(L), np.cumsum(report["compute_per_layer_fixed_depth"]), "k--", label="fixed depth")
     ax.plot(range(L), np.cumsum(report["compute_per_layer_paper"]), "o-", label="early exit (Eq. 6)")
     for part in ("valid", "test"):
-        if part in report:
+        if "engine" in report.get(part, {}):  # bf16 reports have no engine counts
             eng = report[part]["engine"]
             m = report["config"]["hidden"]
             k = 2 if report["config"]["backbone"] == "sas" else 1
@@ -123,7 +150,7 @@ def plot_report(report: dict, out_dir: Path) -> List[Path]:
             ax.plot(range(len(per)), np.cumsum(per), "s-", label=f"engine ({part} pairs)")
     ax.set(xlabel="layer", ylabel="cumulative MACs", title="Compute per layer", yscale="log")
     ax.legend()
-    fig.suptitle(f"{report.get('dataset', '')}, exit threshold {report['threshold']}: " + "; ".join(
+    fig.suptitle(f"{report.get('dataset', '')}, exit threshold {report['threshold']}:\n" + "\n".join(
         f"{part} MRR {report[part]['metrics'].get('mrr', float('nan')):.4f} vs "
         f"{negatives_label(report[part].get('negatives'))}" for part in ("valid", "test") if part in report),
         fontsize=8)

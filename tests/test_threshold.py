@@ -227,3 +227,34 @@ def test_backends_agree_with_float64_rule(seed, n, k, hidden, scale, threshold):
         if backend in available_backends() or backend == "reference":
             flags = exit_flags(backend, h, w1, b1, w2, b2, threshold)
             assert torch.equal(flags[decided], expected[decided]), backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sas_weights_changed_in_place_are_seen(backend):
+    """SAS builds its shared layer matrices once per weights version under no_grad: an optimizer
+    step (in-place update) or ``load_state_dict`` must still reach the next forward. Expected
+    values: the backbone formulas in float64 (:func:`dense_scores`)."""
+    if backend != "reference":
+        require_backend(backend)
+    g = torch.Generator().manual_seed(3)
+    n, feats = 30, 5
+    edges = torch.randint(0, n, (2, 80), generator=g)
+    x = torch.randn(n, feats, generator=g)
+    graph = lf.Graph.from_edge_index(edges, num_nodes=n, x=x)
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    adj[edges[0], edges[1]] = adj[edges[1], edges[0]] = 1.0
+    adj.fill_diagonal_(0.0)
+    pairs = torch.randint(0, n, (40, 2), generator=g)
+    torch.manual_seed(0)
+    model = EarlyExitLinkPredictor(ModelConfig(feats, n, hidden=8, layers=3, backbone="sas", exit="none")).eval()
+    torch.manual_seed(1)
+    other = EarlyExitLinkPredictor(ModelConfig(feats, n, hidden=8, layers=3, backbone="sas", exit="none")).eval()
+    for change in (None, "in place", "load_state_dict"):
+        with torch.no_grad():
+            if change == "in place":
+                model.omega.mul_(3.0)
+                model.ws_diag.add_(0.5)
+            elif change == "load_state_dict":
+                model.load_state_dict(other.state_dict())
+        got = lf.predict(graph, pairs, threshold=0.9, model=model, backend=backend)
+        assert torch.allclose(got.double(), dense_scores(model, x, adj, pairs), atol=1e-5), change

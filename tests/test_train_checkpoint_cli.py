@@ -120,6 +120,32 @@ def test_pareto_command_resumes(tmp_path, capsys):
     assert stamp == {p.name: p.stat().st_mtime for p in (tmp_path / "points").iterdir()}
 
 
+def test_pareto_sweeps_table_runs_without_training(tmp_path):
+    """``pareto --from-table``: per cell and seed the run with the best validation MRR (two
+    learning rates of one cell here), evaluated as saved; nothing trained."""
+    from linkexit_fast.checkpoint import save
+    from linkexit_fast.pareto import table_runs
+    split = synthetic(300)
+    runs = tmp_path / "runs"
+    for exit, lr, valid in (("none", 0.001, 0.3), ("node", 0.001, 0.1), ("node", 0.002, 0.2)):
+        torch.manual_seed(0)
+        folder = runs / f"gcn_{exit}_L2_s0_lr{lr}".replace(".", "p")
+        save(build_model(split, hidden=8, layers=2, exit=exit), folder)
+        (folder / "record.json").write_text(json.dumps(
+            {"backbone": "gcn", "exit": exit, "layers": 2, "seed": 0, "valid": {"mrr": valid}}))
+    chosen = table_runs(runs)
+    assert [(spec["exit"], folder.name) for spec, _, folder in chosen] == \
+        [("node", "gcn_node_L2_s0_lr0p002"), ("none", "gcn_none_L2_s0_lr0p001")]
+    out = tmp_path / "sweep"
+    cli(["pareto", "--dataset", "synthetic:300", "--from-table", str(runs), "--thresholds", "0.5,0.9",
+         "--repeats", "1", "--out", str(out)])
+    res = json.loads((out / "pareto.json").read_text())
+    assert sorted((p["exit"], p["threshold"]) for p in res["points"]) == [("node", 0.5), ("node", 0.9), ("none", 1.0)]
+    assert not (out / "checkpoints").exists()
+    with pytest.raises(FileNotFoundError, match="no table1 runs"):
+        table_runs(tmp_path / "sweep")
+
+
 def test_compare_marks_the_oracle(tmp_path):
     from linkexit_fast.report import compare
     base = {"mean_exit_layer": 2.0, "flops_paper": 1e6}
