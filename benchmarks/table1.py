@@ -103,7 +103,11 @@ def ms(values):
 
 def render(results: dict, negatives: dict, args, command: str) -> str:
     lines = ["# Table 1 reproduced: test MRR (%), mean ± std over seeds", "",
-             f"Command: `{command}`", "",
+             f"Command: `{command}`", ""]
+    if args.cached_only:
+        lines += [f"Tabulated from the runs already under `{args.runs}`, each trained by this script with "
+                  "the settings below (the training commands are in the README's quality section).", ""]
+    lines += [
              f"Protocol: the dataset's defaults (`linkexit_fast.train.dataset_defaults`: dropout 0.1 "
              f"(ogbl-ddi 0), 3-layer scorer, no weight decay), learning rate picked on validation MRR "
              f"over {args.lrs or 'the dataset grid (0.0005, 0.001, 0.002)'} (a cell's `@` list in the command overrides it; the table's lr column shows each cell's), at most {args.epochs} epochs"
