@@ -172,8 +172,6 @@ def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_
     finally:
         scope.SPARSE_FRONTIER = default
 
-        scope.SPARSE_FRONTIER = default
-
 
 def test_engine_skips_work():
     graph = random_graph(3000, 9000, 0, 1)
