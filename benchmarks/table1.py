@@ -74,20 +74,6 @@ def run_one(split, dataset, backbone, exit, layers, seed, lr, args) -> dict:
     return record
 
 
-def heart_style_negatives(split) -> None:
-    """Give a split without HeaRT files 500 HeaRT-style negatives per validation and test
-    positive from this package's sampler (seed 0), cached as ``linkexit-fast heart-negatives``
-    caches them."""
-    from linkexit_fast.cli import heart_negatives_path
-    from linkexit_fast.heart import generate_negatives, load_negatives, save_negatives
-    for which in ("valid", "test"):
-        path = heart_negatives_path(split, which)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_negatives(generate_negatives(split, which=which, k=500, seed=0), path)
-        split.set_negatives(which, load_negatives(path), "heart-sampler", path)
-
-
 def select(records):
     """The paper's tuning: of one seed's runs (one per learning rate), the best on validation MRR;
     its record gains ``lr_grid`` (learning rate -> validation MRR of every run)."""
@@ -146,7 +132,7 @@ def render(results: dict, negatives: dict, args, command: str) -> str:
 
 
 def main(argv=None):
-    from linkexit_fast.cli import _load_split
+    from linkexit_fast.cli import _load_split, use_heart_style_negatives
     from linkexit_fast.train import dataset_defaults
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["heart:citeseer"])
@@ -181,7 +167,8 @@ def main(argv=None):
         split = _load_split(argparse.Namespace(dataset=dataset, data=None, test_negatives=None,
                                                make_heart_negatives=dataset.startswith("heart:")))
         if not split.has_heart_protocol:  # e.g. Cora's random split: HeaRT-style negatives for
-            heart_style_negatives(split)  # validation and test, so every column ranks alike
+            for which in ("valid", "test"):  # validation and test, so every column ranks alike
+                use_heart_style_negatives(split, which)
         negatives[dataset] = {w: split.negatives_of(w).label() for w in ("valid", "test")}
         for backbone, exit, layers in cells:
             lrs = (cell_lrs.get((backbone, exit, str(layers))) or args.lrs

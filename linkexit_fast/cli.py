@@ -24,6 +24,22 @@ def heart_negatives_path(split, which: str) -> Path:
     return NEGATIVES_DIR / f"{stem}_{which}_heart.npy"
 
 
+def use_heart_style_negatives(split, which: str) -> None:
+    """Give ``split`` 500 HeaRT-style ``which`` negatives per positive from this package's sampler
+    (seed 0), read from their cache file (:func:`heart_negatives_path`) or made and cached there."""
+    from .heart import generate_negatives, load_negatives, save_negatives
+    path = heart_negatives_path(split, which)
+    if not path.exists():
+        print(f"generating HeaRT-style {which} negatives for {split.name} with "
+              f"linkexit_fast's sampler -> {path}", file=sys.stderr, flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_negatives(generate_negatives(split, which=which, k=500, seed=0), path)
+    else:
+        print(f"using cached HeaRT-style {which} negatives {path} (delete it to regenerate)",
+              file=sys.stderr, flush=True)
+    split.set_negatives(which, load_negatives(path), "heart-sampler", path)
+
+
 def _warn(text: str) -> None:
     print(f"linkexit-fast: WARNING: {text}", file=sys.stderr, flush=True)
 
@@ -51,15 +67,7 @@ def _load_split(args, warn: bool = True):
             continue
         path = heart_negatives_path(split, which)
         if getattr(args, "make_heart_negatives", False):
-            if not path.exists():
-                from .heart import generate_negatives, save_negatives
-                print(f"generating HeaRT-style {which} negatives for {split.name} with "
-                      f"linkexit_fast's sampler -> {path}", file=sys.stderr, flush=True)
-                save_negatives(generate_negatives(split, which=which, k=500, seed=0), path)
-            else:
-                print(f"using cached HeaRT-style {which} negatives {path} (delete it to regenerate)",
-                      file=sys.stderr, flush=True)
-            split.set_negatives(which, load_negatives(path), "heart-sampler", path)
+            use_heart_style_negatives(split, which)
         elif warn:
             now = desc.label() if desc else "no negatives at all"
             use = f"pass --test-negatives {path}, or " if which == "test" else ""

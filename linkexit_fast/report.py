@@ -87,36 +87,27 @@ def eval_report(pred: Predictor, split: LinkSplit, threshold: float = DEFAULT_TH
         pos, neg = getattr(split, f"{part}_pos"), getattr(split, f"{part}_neg")
         pairs = flatten_eval_pairs(pos, neg)
         if precision == "bf16":
-            metrics = exact_heart_metrics(model, graph, pos, neg, threshold, backend=backend)
-            # a pair resolves when its later endpoint exits (the engine's exit layers are the
-            # reference forward's: the engine contract)
-            layer = fwd.exit_layer[pairs].max(1).values
-            out[part] = {"metrics": {k_: v for k_, v in metrics.items() if k_.startswith(("mrr", "hits@"))},
-                         "negatives": split.negatives_of(part).to_dict(), "pairs": len(pairs),
-                         "precision": "bf16",
-                         "rescored": {k_: metrics[k_] for k_ in ("rescored", "rescored_share", "refined_bf16x3")},
-                         "resolved_fraction_per_layer": (torch.bincount(layer, minlength=L + 1).float()
-                                                         / len(layer)).tolist(),
-                         "auroc_per_resolution_layer": None}
-            continue
-        # plan="engine": the report shows what the engine's scope and exits spare, whatever the
-        # planner would pick for speed (the scores are the same on every plan).
-        scores, st = predict(graph, pairs, threshold=threshold, model=model, backend=backend,
-                             return_stats=True, plan="engine")
-        metrics = evaluate_scores(*split_scores(scores, pos, neg))
-        layer = st.exit_layer.max(1).values  # a pair resolves when its later endpoint exits
-        res_frac = torch.bincount(layer, minlength=L + 1).float() / len(layer)
-        labels = torch.zeros(len(pairs), dtype=torch.bool)
-        labels[:len(pos)] = True
-        auroc = {}
-        for l in range(L + 1):
-            sel = layer == l
-            auroc[l] = _auroc(scores[sel & labels].numpy(), scores[sel & ~labels].numpy())
+            exact = exact_heart_metrics(model, graph, pos, neg, threshold, backend=backend)
+            metrics = {k_: v for k_, v in exact.items() if k_.startswith(("mrr", "hits@"))}
+            # the engine's exit layers are the reference forward's (the engine contract)
+            layer, auroc = fwd.exit_layer[pairs].max(1).values, None
+            extra = {"rescored": {k_: exact[k_] for k_ in ("rescored", "rescored_share", "refined_bf16x3")}}
+        else:
+            # plan="engine": the report shows what the engine's scope and exits spare, whatever the
+            # planner would pick for speed (the scores are the same on every plan).
+            scores, st = predict(graph, pairs, threshold=threshold, model=model, backend=backend,
+                                 return_stats=True, plan="engine")
+            metrics = evaluate_scores(*split_scores(scores, pos, neg))
+            layer = st.exit_layer.max(1).values  # a pair resolves when its later endpoint exits
+            labels = torch.zeros(len(pairs), dtype=torch.bool)
+            labels[:len(pos)] = True
+            auroc = {l: _auroc(scores[(layer == l) & labels].numpy(), scores[(layer == l) & ~labels].numpy())
+                     for l in range(L + 1)}
+            extra = {"engine": {k_: v for k_, v in st.as_dict().items() if isinstance(v, (int, float, str, list))}}
         out[part] = {"metrics": metrics, "negatives": split.negatives_of(part).to_dict(), "pairs": len(pairs),
-                     "precision": "fp32", "resolved_fraction_per_layer": res_frac.tolist(),
-                     "auroc_per_resolution_layer": auroc,
-                     "engine": {k_: v for k_, v in st.as_dict().items()
-                                if isinstance(v, (int, float, str, list))}}
+                     "precision": precision,
+                     "resolved_fraction_per_layer": (torch.bincount(layer, minlength=L + 1).float() / len(layer)).tolist(),
+                     "auroc_per_resolution_layer": auroc, **extra}
     return out
 
 
