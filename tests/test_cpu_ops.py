@@ -202,6 +202,54 @@ def test_exit_decision_many_blocks_and_clamp(temperature):
                         *args[:6])
 
 
+def scipy_hop_distance(rowptr, col, sources, max_hops, passable):
+    """Hop distances by scipy's BFS on the CSR with the rows that may not expand emptied."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+    n = rowptr.numel() - 1
+    row = torch.repeat_interleave(torch.arange(n), rowptr.diff())
+    keep = torch.ones(col.numel(), dtype=torch.bool) if passable is None else passable[row]
+    adj = csr_matrix((torch.ones(int(keep.sum())).numpy(), (row[keep].numpy(), col[keep].numpy())), shape=(n, n))
+    d = shortest_path(adj, directed=True, unweighted=True, indices=sources.numpy()).min(axis=0)
+    d[d > max_hops] = UNREACHED_SCIPY
+    return torch.from_numpy(d).long()
+
+
+UNREACHED_SCIPY = 1 << 30
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), degrees=st.lists(DEGREE, min_size=1, max_size=40),
+       max_hops=st.integers(0, 6), frac=st.floats(0.0, 1.0), with_passable=st.booleans(),
+       repeat=st.booleans())
+def test_hop_distance_matches_scipy(seed, degrees, max_hops, frac, with_passable, repeat):
+    """The C++ scope walk against scipy's BFS, on directed CSRs with hubs and isolated rows,
+    sources from one row to all of them (repeated or not), with and without impassable rows."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(degrees)
+    rowptr, col, _ = random_csr(gen, degrees, n)
+    sources = torch.randperm(n, generator=gen)[:max(1, int(frac * n))]
+    if repeat:
+        sources = torch.cat([sources, sources.flip(0)])
+    passable = torch.rand(n, generator=gen) < 0.7 if with_passable else None
+    expected = scipy_hop_distance(rowptr, col, sources, max_hops, passable)
+    dist, reached = cpu.hop_distance(rowptr, col, sources, max_hops, passable, return_reached=True)
+    assert torch.equal(dist, expected)
+    assert torch.equal(reached, (expected != UNREACHED_SCIPY).nonzero().squeeze(1))
+    assert cpu.hop_distance(rowptr, col, sources, max_hops, passable)[1].numel() == 0
+
+
+def test_hop_distance_path_graph():
+    """A path 0-1-2-3-4 from 0, with 2 impassable: 3 is never reached (independently: by hand)."""
+    rowptr = torch.tensor([0, 1, 3, 5, 7, 8])
+    col = torch.tensor([1, 0, 2, 1, 3, 2, 4, 3])
+    dist, _ = cpu.hop_distance(rowptr, col, torch.tensor([0]), 10)
+    assert dist.tolist() == [0, 1, 2, 3, 4]
+    passable = torch.tensor([True, True, False, True, True])
+    dist, reached = cpu.hop_distance(rowptr, col, torch.tensor([0]), 10, passable, True)
+    assert dist.tolist() == [0, 1, 2, UNREACHED_SCIPY, UNREACHED_SCIPY] and reached.tolist() == [0, 1, 2]
+
+
 # ---------------------------------------------------------------------- errors, never crashes
 def small_graph():
     rowptr = torch.tensor([0, 2, 2, 5])
@@ -304,6 +352,26 @@ def test_exit_decision_rejects_bad_shapes_and_dtypes():
     for args, name in cases:
         with pytest.raises(RuntimeError, match=name):
             cpu.exit_decision(*args)
+
+
+def test_hop_distance_rejects_bad_input():
+    rowptr, col, _, _ = small_graph()
+    cases = [
+        ((rowptr, col, torch.tensor([3]), 2), r"sources\[0\] = 3 is outside \[0, 3\)"),
+        ((rowptr, col, torch.tensor([0, -1]), 2), r"sources\[1\] = -1 is outside"),
+        ((rowptr, torch.tensor([1, 7, 0, 1, 2]), torch.tensor([0]), 2), r"col\[1\] = 7 is outside \[0, 3\)"),
+        ((torch.tensor([0, 4, 2, 5]), col, torch.tensor([1]), 2), r"rowptr\[1..2\] = \[4, 2\) is not a range"),
+        ((torch.tensor([0, 2, 2, 9]), col, torch.tensor([2]), 2), r"rowptr\[2..3\] = \[2, 9\) is not a range"),
+        ((rowptr, col, torch.tensor([0]), -1), "max_hops must be >= 0"),
+        ((rowptr, col.float(), torch.tensor([0]), 2), "'col'"),
+        ((rowptr, col, torch.tensor([[0]]), 2), "'sources'"),
+        ((rowptr[:0], col, torch.tensor([0]), 2), "rowptr must hold"),
+        ((rowptr, col, torch.tensor([0]), 2, torch.ones(2, dtype=torch.bool)), "'passable'"),
+        ((rowptr, col, torch.tensor([0]), 2, torch.ones(3)), "'passable'"),
+    ]
+    for args, name in cases:
+        with pytest.raises(RuntimeError, match=name):
+            cpu.hop_distance(*args)
 
 
 def test_falls_back_to_torch_with_one_warning(monkeypatch):

@@ -282,6 +282,48 @@ def test_scope_walks_are_skipped_where_they_cannot_prune(monkeypatch):
     assert walks
 
 
+def count_host_reads(fn) -> int:
+    """Device-to-host reads in ``fn()``: what stalls a GPU's host (nonzero, item/int/bool, tolist)."""
+    from torch.overrides import TorchFunctionMode
+    from torch.profiler import profile
+
+    class ToList(TorchFunctionMode):
+        calls = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            ToList.calls += func is torch.Tensor.tolist
+            return func(*args, **(kwargs or {}))
+
+    with profile() as prof, ToList():
+        fn()
+    reads = {"aten::nonzero", "aten::_local_scalar_dense"}
+    return sum(e.name in reads for e in prof.events()) + ToList.calls
+
+
+@pytest.mark.parametrize("plan, most", [("engine", 3), ("dense", 2)])
+def test_gpu_index_path_reads_few_counts(plan, most, monkeypatch):
+    """On a GPU's index path a wide query (the endpoints' reach covers the graph, as on ogbl-ddi)
+    reads the device at most: the pair-range check, the endpoints' nonzero and, on the engine
+    path, the open endpoints' count after the first exit decision (none after the last one:
+    the endpoints that exit there keep their states by mask), plus one read per pricing of a
+    frozen-neighbour cache rebuild. Scores stay exact."""
+    graph = random_graph(60, 3000, 0, 5)  # ~80 entries per row: no scope walk pays
+    torch.manual_seed(6)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 60, hidden=16, layers=3, exit="node")).eval()
+    thr = half_exit_threshold(model, graph)
+    pairs = torch.randint(0, 60, (200, 2), generator=torch.Generator().manual_seed(3))
+    backend = ENGINE_BACKENDS[-1]
+    pricings = []
+    pays = cache.FrozenCache.pays
+    monkeypatch.setattr(cache.FrozenCache, "pays", lambda *a, **k: (pricings.append(1), pays(*a, **k))[1])
+    with engine_knobs(True):
+        assert check_contract(model, graph, pairs, thr, backend, plan)
+        pricings.clear()
+        reads = count_host_reads(lambda: lf.predict(graph, pairs, thr, model=model, backend=backend, plan=plan))
+    assert reads <= most + len(pricings)
+    assert plan == "dense" or pricings  # this query does price one (the bound is not vacuous)
+
+
 @pytest.mark.parametrize("edge_cost, built", [(0, True), (1e12, False)])
 def test_frozen_neighbour_cache_is_exact(monkeypatch, edge_cost, built):
     """Once many nodes freeze, their contributions move into the cache, unless the rebuild's

@@ -1,7 +1,8 @@
 """Registry of op backends. Each backend provides ``aggregate_rows``, ``exit_decision`` and
 ``score_pairs`` with the signatures of :mod:`linkexit_fast.backends.torch_ops`, and may provide
 ``unavailable_reason() -> Optional[str]`` (``None`` when it can run here, else why not) or a
-plain ``available() -> bool``.
+plain ``available() -> bool``, and a ``hop_distance`` op for the engine's scope walk on the CPU
+(:func:`linkexit_fast.backends.cpu.hop_distance`; without one the engine walks in torch).
 
 * ``reference``: not an op set; ``predict`` runs the dense masked forward instead of the engine.
 * ``torch``: the engine on plain torch ops (always available).

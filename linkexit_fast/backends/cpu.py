@@ -1,5 +1,6 @@
 """The engine's three ops in C++ with OpenMP (``csrc/``): same signatures and return conventions
-as :mod:`linkexit_fast.backends.torch_ops`, the specification they are tested against.
+as :mod:`linkexit_fast.backends.torch_ops`, the specification they are tested against; and the
+scope walk (:func:`hop_distance`), whose specification is the engine's torch walk.
 
 The compiled ops come from ``linkexit_fast._C`` when ``setup.py`` built it; otherwise ``csrc/`` is
 compiled just-in-time on first use and cached in torch's extension folder. If neither works,
@@ -16,10 +17,11 @@ import torch
 
 from . import torch_ops
 
-__all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "bf16_isa", "score_pairs_bf16"]
+__all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "bf16_isa",
+           "score_pairs_bf16"]
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
-_OPS = ("aggregate_rows", "exit_decision", "score_pairs")
+_OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance")
 _lock = threading.Lock()
 _state: dict = {}  # "error": None once the ops are registered, else why they are not
 _warned = False
@@ -151,6 +153,29 @@ def score_pairs(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, weights: Sequ
     biases_c: List[torch.Tensor] = [_real(b) for b in biases]
     return torch.ops.linkexit_fast.score_pairs(_real(z), _index(u), _index(v), weights_c, biases_c,
                                                chunk)
+
+
+def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor, max_hops: int,
+                 passable: Optional[torch.Tensor] = None, return_reached: bool = False
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Multi-source BFS over the CSR ``rowptr [R+1]``, ``col [nnz]`` from ``sources`` (any row ids
+    in ``[0, R)``, repeats allowed): ``(dist [R] int64, reached)``, ``dist`` the fewest hops to
+    each row (``2**30``, the engine's ``UNREACHED``, beyond ``max_hops``), ``reached`` the rows
+    reached in increasing order with ``return_reached``, else empty. With ``passable`` (bool
+    ``[R]``) a row is reached like any other but expanded only where it holds.
+
+    The engine's scope walk on the CPU (:func:`linkexit_fast.engine.scope.hop_distance`, whose torch
+    walk is the specification). A serial queue: O(rows reached + their entries). No torch
+    fallback: the engine walks in torch where the backend has no such op. Raises RuntimeError
+    naming the argument for a wrong dtype or shape, a source or ``col`` entry outside ``[0, R)``,
+    a ``rowptr`` range that is not one, or when the C++ ops are unavailable.
+    """
+    error = _load_error()
+    if error is not None:
+        raise RuntimeError(f"hop_distance: the C++ ops are unavailable: {error}")
+    return torch.ops.linkexit_fast.hop_distance(
+        _index(rowptr), _index(col), _index(sources), int(max_hops),
+        None if passable is None else passable.contiguous(), bool(return_reached))
 
 
 def bf16_isa() -> Optional[str]:

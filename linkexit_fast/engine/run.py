@@ -179,7 +179,7 @@ class _Run:
         self.freeze = self.exits and c.semantics == "freeze"
         self.dev = graph.rowptr.device
         # Scope: everything within L hops of an endpoint; compact when that is a small part.
-        scope = self.scope = compact(graph, ends, self.L, model.self_loops, walk=not dense)
+        scope = self.scope = compact(graph, ends, self.L, model.self_loops, walk=not dense, ops=ops)
         self.rowptr, self.col, self.weight, self.nodes = scope.rowptr, scope.col, scope.weight, scope.nodes
         self.ends, self.dist, self.deg, self.self_weight = scope.ends, scope.dist, scope.deg, scope.self_weight
         self.n = self.rowptr.numel() - 1
@@ -270,6 +270,7 @@ class _Run:
             bound = L - l - 1
             step = None
             decided = 0
+            keep_exited = False  # rows of upd may have exited at this layer: keep their states
             upd = None  # rows to update at this layer, when the exit block already knows them
             st.pairs_resolved.append(0)
             if self.exits and l >= model.first_exit:
@@ -305,10 +306,12 @@ class _Run:
                     zsel[pos[pos_ok]] = at(h, new[pos_ok])
                     exited.scatter_(0, new, True)
                     exit_layer.scatter_(0, new, l)
-                if self.dense and self.freeze and sync_free(exited):
+                if self.freeze and sync_free(exited) and (self.dense or bound == 0):
                     # No host read (a sync on a GPU): every layer runs, as in the reference
-                    # forward, and the mask keeps the exited states.
-                    n_exited = n
+                    # forward, and the mask keeps the exited states. At the engine's last layer
+                    # likewise: every endpoint open before this decision updates (live_rows), and
+                    # those that exited now keep their states by the same mask (keep_exited).
+                    n_exited, keep_exited = n, True
                 else:
                     still = ~at(exited, open_ends)
                     n_new, n_src = host(new_mask.sum(), still.sum())  # one transfer for both counts
@@ -355,6 +358,8 @@ class _Run:
                 self.scratch.swap(new_h, h)  # ping-pong: the old states become the scratch
                 h = new_h
             else:
+                if keep_exited:
+                    new_h = torch.where(at(exited, upd)[:, None], at(h, upd), new_h)
                 h.index_copy_(0, upd, new_h)
         else:  # the layers ran out with endpoints still open: their final states
             if readout:

@@ -7,12 +7,13 @@ compacted subgraph (local ids, full-graph degrees).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Callable, Iterable, Optional
 
 import torch
 
 from ..graph import Graph, entry_rows
-from .indexing import any_at, at, csr_gather, host, nonzero
+from .indexing import any_at, at, csr_gather, host, nonzero, sync_free
 
 UNREACHED = 1 << 30
 # Below this fraction of the rows, a BFS frontier (or its neighbour list) is deduplicated by
@@ -31,10 +32,15 @@ SATURATED = 8
 def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor, max_hops: int,
                  passable: Optional[torch.Tensor] = None,
                  row_of: Optional[Callable[[], torch.Tensor]] = None, symmetric: bool = False,
-                 return_reached: bool = False):
+                 return_reached: bool = False, ops: Optional[ModuleType] = None):
     """Multi-source BFS: hop distance (``UNREACHED`` beyond ``max_hops``) of every row, and with
     ``return_reached`` also the sorted rows reached (collected from the frontiers when they are
     few, so a small query never scans all N rows).
+
+    When the backend ``ops`` has a ``hop_distance`` op (the C++ one: a serial queue BFS, no
+    per-hop launches) and the engine is on the CPU's index path (:func:`.indexing.sync_free`
+    False), that op walks; else the torch walk below, the specification it is tested against,
+    whose per-hop ops suit a GPU.
 
     With ``passable`` (bool per node), the walk expands only from passable nodes; impassable nodes
     are still reached, so their (frozen) state can be read. A narrow frontier pushes along its own
@@ -43,6 +49,10 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
     unreached, that is a small part of the 2.1M entries), or one masked pass over all entries,
     which needs the row of every entry: ``row_of`` returns it from the caller's cache.
     """
+    native = None if sync_free(rowptr) else getattr(ops, "hop_distance", None)
+    if native is not None:
+        dist, reached = native(rowptr, col, sources, max_hops, passable, return_reached)
+        return (dist, reached) if return_reached else dist
     n = rowptr.numel() - 1
     dev = rowptr.device
     dist = torch.full((n,), UNREACHED, dtype=torch.int64, device=dev)
@@ -122,6 +132,7 @@ class Scope:
     radius: Optional[int]  # no row's dist exceeds it (None: not known on the host)
     deg: torch.Tensor  # [n] full-graph degrees
     self_weight: Optional[torch.Tensor]  # [n] self-loop weights (models with self-loops)
+    ops: Optional[ModuleType] = None  # the backend, whose hop_distance op walks if it has one
     row: Optional[torch.Tensor] = None  # the row of every CSR entry, built on first use
 
     def entry_rows(self) -> torch.Tensor:
@@ -133,12 +144,15 @@ class Scope:
     def walk(self, sources: torch.Tensor, hops: int, passable: Optional[torch.Tensor]) -> torch.Tensor:
         """Hop distances of the rows from ``sources`` (local ids), walking through ``passable``
         rows only. The scope CSR is the graph's own (symmetric) unless it was compacted."""
-        return hop_distance(self.rowptr, self.col, sources, hops, passable, self.entry_rows, self.nodes is None)
+        return hop_distance(self.rowptr, self.col, sources, hops, passable, self.entry_rows, self.nodes is None,
+                            ops=self.ops)
 
 
-def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk: bool = True) -> Scope:
+def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk: bool = True,
+            ops: Optional[ModuleType] = None) -> Scope:
     """The scope of endpoints ``ends`` (sorted unique global ids): every row within ``hops`` of
-    one, compacted when that is a small part of the graph. ``walk=False``: every row, no walk."""
+    one, compacted when that is a small part of the graph. ``walk=False``: every row, no walk.
+    ``ops``: the backend (see :func:`hop_distance`)."""
     n_glob = graph.num_nodes
     dev = graph.rowptr.device
     if not walk or not walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
@@ -148,7 +162,7 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
         scope, radius = None, 1
     else:
         dist, scope = hop_distance(graph.rowptr, graph.col, ends, hops, row_of=lambda: graph.row,
-                                   symmetric=True, return_reached=True)
+                                   symmetric=True, return_reached=True, ops=ops)
         radius = None  # rows out of reach stay UNREACHED, unless compacted away below
     dinv = graph.dinv(self_loops)
     if scope is not None and scope.numel() < 0.8 * n_glob:
@@ -173,7 +187,7 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
     if self_loops:
         d = dinv if nodes is None else at(dinv, scope)
         self_weight = d * d
-    return Scope(graph, rowptr, col, weight, nodes, local_ends, dist, radius, deg, self_weight)
+    return Scope(graph, rowptr, col, weight, nodes, local_ends, dist, radius, deg, self_weight, ops)
 
 
 def endpoints(ids: torch.Tensor, n: int) -> torch.Tensor:

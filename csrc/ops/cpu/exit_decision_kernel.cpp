@@ -89,7 +89,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_kernel(
   // is float32-representable (rounded up by the caller), so its cast is exact.
   EpilogueArgs args{pre.data_ptr<float>(), ld, hidden, b1_c.data_ptr<float>(),
                     w2_c.data_ptr<float>(), b2_c.data_ptr<float>(),
-                    temperature ? b_nu->item<float>() : 0.f, static_cast<float>(margin_bound),
+                    temperature ? *b_nu->data_ptr<float>() : 0.f, static_cast<float>(margin_bound),
                     static_cast<float>(tau0), temperature, nullptr, nullptr, nullptr};
   const int num_threads = at::get_num_threads();
   for (int64_t s = 0; s < n; s += block) {

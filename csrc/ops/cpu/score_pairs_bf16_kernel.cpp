@@ -312,7 +312,7 @@ std::tuple<at::Tensor, at::Tensor> score_pairs_bf16_kernel(
   std::vector<const float*> m_vec(num_hidden + 1);
   for (size_t l = 0; l <= num_hidden; ++l) m_vec[l] = ptr(bound_vectors[l]);
   const float* last_p = ptr(last);
-  const float last_bias = biases.back().item<float>();
+  const float last_bias = *biases.back().data_ptr<float>();  // no aten::item: a plain CPU read
   const bool split = num_hidden && !layers[0].w_lo.empty();
 
   const float* z_p = z_c->data_ptr<float>();

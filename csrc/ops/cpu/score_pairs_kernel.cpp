@@ -130,7 +130,7 @@ at::Tensor score_pairs_kernel(const at::Tensor& z, const at::Tensor& u, const at
   }
   const at::Tensor w_out = weights.back().contiguous();
   const float* w_out_p = w_out.data_ptr<float>();
-  const float b_out = bias_c.back().item<float>();
+  const float b_out = *bias_c.back().data_ptr<float>();  // no aten::item: a plain CPU read
   const float* b_in = num_hidden ? bias_c[num_hidden - 1].data_ptr<float>() : nullptr;
   const int64_t last_width = w_out.size(1);
 

@@ -1,0 +1,51 @@
+#include "hop_distance.h"
+
+#include <ATen/TensorUtils.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+namespace linkexit_fast {
+namespace ops {
+
+std::tuple<at::Tensor, at::Tensor> hop_distance(const at::Tensor& rowptr, const at::Tensor& col,
+                                                const at::Tensor& sources, int64_t max_hops,
+                                                const std::optional<at::Tensor>& passable,
+                                                bool return_reached) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("linkexit_fast::hop_distance", "")
+                       .typed<decltype(hop_distance)>();
+  return op.call(rowptr, col, sources, max_hops, passable, return_reached);
+}
+
+void check_hop_distance_args(const at::Tensor& rowptr, const at::Tensor& col,
+                             const at::Tensor& sources, int64_t max_hops,
+                             const std::optional<at::Tensor>& passable) {
+  at::CheckedFrom c = "hop_distance";
+  at::TensorArg rowptr_arg{rowptr, "rowptr", 1}, col_arg{col, "col", 2},
+      sources_arg{sources, "sources", 3};
+  at::checkAllDefined(c, {rowptr_arg, col_arg, sources_arg});
+  at::checkDim(c, rowptr_arg, 1);
+  at::checkDim(c, col_arg, 1);
+  at::checkDim(c, sources_arg, 1);
+  at::checkScalarType(c, rowptr_arg, at::kLong);
+  at::checkSameType(c, rowptr_arg, col_arg);
+  at::checkSameType(c, rowptr_arg, sources_arg);
+  TORCH_CHECK(rowptr.numel() >= 1,
+              "hop_distance: rowptr must hold R + 1 >= 1 offsets; got an empty tensor");
+  TORCH_CHECK(max_hops >= 0, "hop_distance: max_hops must be >= 0; got ", max_hops);
+  if (passable.has_value()) {
+    at::TensorArg arg{*passable, "passable", 5};
+    at::checkScalarType(c, arg, at::kBool);
+    at::checkDim(c, arg, 1);
+    at::checkSize(c, arg, {rowptr.numel() - 1});
+  }
+}
+
+TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
+  m.def(
+      "hop_distance(Tensor rowptr, Tensor col, Tensor sources, int max_hops, "
+      "Tensor? passable=None, bool return_reached=False) -> (Tensor, Tensor)");
+}
+
+}  // namespace ops
+}  // namespace linkexit_fast
