@@ -95,7 +95,7 @@ def measure(graph, pairs, model, threshold, args) -> dict:
     return row
 
 
-def render(rows, meta) -> str:
+def render(rows, meta, image: str = "planner_grid.png") -> str:
     lines = ["# Planner grid: `plan=\"auto\"` against the dense and engine paths", "",
              f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}.", "",
              f"Medians of {meta['rounds']} interleaved rounds per cell (after one uncounted call of "
@@ -128,7 +128,7 @@ def render(rows, meta) -> str:
               + (": " + "; ".join(f"{r['graph']} {r['pairs']} t={r['threshold']} "
                                   f"({r['engine_speedup_vs_reference']:.2f}x vs {r['engine_flop_ratio']:.2f}x)"
                                   for r in short) if short else "") + ".",
-              "", "![auto / best heat map](planner_grid.png)"]
+              "", f"![auto / best heat map]({image})"]
     return "\n".join(lines) + "\n"
 
 
@@ -186,9 +186,9 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(render(rows, meta))
+    out.with_suffix(".md").write_text(render(rows, meta, out.with_suffix(".png").name))
     heat_map(rows, out.with_suffix(".png"))
-    print(render(rows, meta))
+    print(render(rows, meta, out.with_suffix(".png").name))
 
 
 if __name__ == "__main__":
