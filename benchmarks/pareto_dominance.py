@@ -11,7 +11,8 @@ with quartiles. Writes ``dominance.{md,json}`` into ``--out``.
 
 ``--table runs/table1/heart_citeseer`` takes the points from ``benchmarks/table1.py``'s runs
 instead: each cell's test MRR is its mean over seeds (threshold 0.5, training's validation
-threshold; fixed depth at 1.0), and seed 0's checkpoint is timed.
+threshold; fixed depth at 1.0), and seed 0's checkpoint is timed. With both, the points are a
+``pareto --from-table`` sweep's (every threshold) and their checkpoints the table's runs.
 """
 from __future__ import annotations
 
@@ -20,16 +21,22 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Optional
 
 import linkexit_fast as lf
 from linkexit_fast.cli import _load_split
 from linkexit_fast.pareto import checkpoint_name, eval_pairs, label, table_runs
 
 
-def sweep_points(sweep: Path):
-    """The points of a ``pareto`` sweep, each with its seed-0 checkpoint."""
+def sweep_points(sweep: Path, table: Optional[Path] = None):
+    """The points of a ``pareto`` sweep, each with its seed-0 checkpoint: from the sweep's own
+    ``checkpoints/``, or for a ``pareto --from-table`` sweep from that table's runs folder."""
     points = json.loads((sweep / "pareto.json").read_text())["points"]
-    return [dict(p, label=label(p), checkpoint=sweep / "checkpoints" / checkpoint_name(p, 0)) for p in points]
+    if table is None:
+        return [dict(p, label=label(p), checkpoint=sweep / "checkpoints" / checkpoint_name(p, 0)) for p in points]
+    key = ("backbone", "exit", "semantics", "layers")
+    seed0 = {tuple(spec[k] for k in key): folder for spec, seed, folder in table_runs(table) if seed == 0}
+    return [dict(p, label=label(p), checkpoint=seed0[tuple(p[k] for k in key)]) for p in points]
 
 
 def table_points(runs: Path):
@@ -57,13 +64,16 @@ def main() -> None:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--test-negatives", default=None)
     ap.add_argument("--eval-positives", type=int, default=None)
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--sweep", help="the pareto --out folder (pareto.json, checkpoints/)")
-    src.add_argument("--table", help="a benchmarks/table1.py runs folder (one sub-folder per run)")
+    ap.add_argument("--sweep", help="the pareto --out folder (pareto.json, and checkpoints/ unless --table)")
+    ap.add_argument("--table", help="a benchmarks/table1.py runs folder (one sub-folder per run): alone, one "
+                                    "point per cell; with --sweep, where a pareto --from-table sweep's checkpoints are")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    points = sweep_points(Path(args.sweep)) if args.sweep else table_points(Path(args.table))
+    if not (args.sweep or args.table):
+        ap.error("give --sweep, --table, or both")
+    table = Path(args.table) if args.table else None
+    points = sweep_points(Path(args.sweep), table) if args.sweep else table_points(table)
     best = max((p for p in points if p["exit"] == "none"), key=lambda p: p["mrr"])
     rivals = [p for p in points if p["exit"] != "none" and p["mrr"] >= best["mrr"]]
     split = _load_split(argparse.Namespace(dataset=args.dataset, data=None,
@@ -86,7 +96,7 @@ def main() -> None:
              f"Command: `python benchmarks/pareto_dominance.py --dataset {args.dataset}"
              + (f" --test-negatives {args.test_negatives}" if args.test_negatives else "")
              + (f" --eval-positives {args.eval_positives}" if args.eval_positives else "")
-             + (f" --sweep {args.sweep}" if args.sweep else f" --table {args.table}")
+             + (f" --sweep {args.sweep}" if args.sweep else "") + (f" --table {args.table}" if args.table else "")
              + f" --rounds {args.rounds} --out {args.out}`", "",
              f"{len(pairs):,} pairs per evaluation; {args.rounds} interleaved rounds after one warm-up round; "
              "seed 0's checkpoints; engine backend `auto` at each point's exit threshold (t=...).", "",
