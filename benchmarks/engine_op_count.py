@@ -5,7 +5,8 @@ until the device drains (the H100 run of ogbl-ddi was host-bound: gpu_notes.md).
     python benchmarks/engine_op_count.py [--cases ddi-valid,citeseer-valid] [--backend cpu]
         -> benchmarks/results/engine_op_count.{json,md}
 
-Counts come from torch.profiler over one call after a warm-up call, with the engine on the index
+Counts come from torch.profiler (``linkexit_fast.timing.ops_and_syncs``, which the tests' bound on
+host reads uses too) over one call after a warm-up call, with the engine on the index
 path it takes on a GPU (``engine.indexing.SYNC_FREE = True``: index lists sized from counts
 already read, ``nonzero_static`` instead of ``nonzero``). "Ops" are top-level aten ops that touch
 data (views, reshapes, dtype no-ops and scalar reads are left out; a backend's own op counts
@@ -16,39 +17,17 @@ The Triton backend's ops add none (its launchers size their grids from host-know
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import torch
-from torch.overrides import TorchFunctionMode
-from torch.profiler import profile
-
 import linkexit_fast as lf
 from linkexit_fast.engine import indexing
+from linkexit_fast.timing import ops_and_syncs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engine_bench import THRESHOLD, case  # noqa: E402
-
-NO_DATA = {"aten::view", "aten::reshape", "aten::squeeze", "aten::unsqueeze", "aten::to",
-           "aten::lift_fresh", "aten::select", "aten::slice", "aten::flatten", "aten::contiguous",
-           "aten::as_strided", "aten::detach", "aten::t", "aten::alias", "aten::empty",
-           "aten::item", "aten::numpy_T", "aten::narrow", "aten::expand", "aten::_local_scalar_dense"}
-SYNCS = {"aten::nonzero", "aten::_local_scalar_dense"}
-
-
-class _CountToList(TorchFunctionMode):
-    """Counts ``Tensor.tolist`` calls: a device-to-host copy on a GPU, no aten op on the CPU."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.calls += func is torch.Tensor.tolist
-        return func(*args, **(kwargs or {}))
 
 
 def count(name: str, backend: str, plan: str = "auto") -> dict:
@@ -56,19 +35,12 @@ def count(name: str, backend: str, plan: str = "auto") -> dict:
     indexing.SYNC_FREE = True
     try:
         lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend, plan=plan)  # warm-up; auto learns the exits
-        with profile() as prof, _CountToList() as tolist:
-            lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend, plan=plan)
+        ops, syncs = ops_and_syncs(lambda: lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend, plan=plan))
         _, st = lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend, plan=plan, return_stats=True)
     finally:
         indexing.SYNC_FREE = None
-    top = [e for e in prof.events() if e.cpu_parent is None]
-
-    def syncs(e) -> int:
-        return (e.name in SYNCS) + sum(syncs(c) for c in e.cpu_children)
-    ops = collections.Counter(e.name for e in top if e.name not in NO_DATA)
     return {"case": name, "backend": backend, "plan": plan if plan != "auto" else "auto (took " + st.plan + ")",
-            "ops": sum(ops.values()),
-            "syncs": sum(syncs(e) for e in top) + tolist.calls, "most_common": ops.most_common(12)}
+            "ops": sum(ops.values()), "syncs": syncs, "most_common": ops.most_common(12)}
 
 
 def main() -> None:

@@ -1,9 +1,46 @@
-"""Wall-clock medians: the one timing helper of the CLI, the Pareto sweep and the benchmarks."""
+"""Wall-clock medians, and torch ops and host syncs per call: the measuring helpers of the CLI,
+the Pareto sweep, the benchmarks and the tests."""
 from __future__ import annotations
 
+import collections
 import statistics
 import time
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Counter, Dict, Mapping, Tuple
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+# Aten ops that touch no data (views, reshapes, dtype no-ops, scalar reads): not counted as ops.
+NO_DATA_OPS = {"aten::view", "aten::reshape", "aten::squeeze", "aten::unsqueeze", "aten::to",
+               "aten::lift_fresh", "aten::select", "aten::slice", "aten::flatten", "aten::contiguous",
+               "aten::as_strided", "aten::detach", "aten::t", "aten::alias", "aten::empty",
+               "aten::item", "aten::numpy_T", "aten::narrow", "aten::expand", "aten::_local_scalar_dense"}
+# Device-to-host reads: nonzero (boolean-mask indexing included) and int(t) / bool(t) / t.item().
+SYNC_OPS = {"aten::nonzero", "aten::_local_scalar_dense"}
+
+
+class _CountToList(TorchFunctionMode):
+    """Counts ``Tensor.tolist`` calls: a device-to-host copy on a GPU, no aten op on the CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += func is torch.Tensor.tolist
+        return func(*args, **(kwargs or {}))
+
+
+def ops_and_syncs(fn: Callable[[], Any]) -> Tuple[Counter, int]:
+    """One call of ``fn`` under torch.profiler: its top-level aten ops that touch data, by name
+    (a backend's own op counts once, whatever it calls inside), and its device-to-host reads
+    (:data:`SYNC_OPS` at any depth, plus ``Tensor.tolist`` calls). On a GPU each op is at least one
+    kernel launch and each read stalls the host until the device drains."""
+    with torch.profiler.profile() as prof, _CountToList() as tolist:
+        fn()
+    events = prof.events()
+    ops = collections.Counter(e.name for e in events if e.cpu_parent is None and e.name not in NO_DATA_OPS)
+    return ops, sum(e.name in SYNC_OPS for e in events) + tolist.calls
 
 
 def median_time(fn: Callable[[], Any], repeats: int = 3) -> Tuple[float, Any]:

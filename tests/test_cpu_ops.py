@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from linkexit_fast.backends import cpu, torch_ops
+from linkexit_fast.engine.scope import UNREACHED
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
@@ -211,11 +212,8 @@ def scipy_hop_distance(rowptr, col, sources, max_hops, passable):
     keep = torch.ones(col.numel(), dtype=torch.bool) if passable is None else passable[row]
     adj = csr_matrix((torch.ones(int(keep.sum())).numpy(), (row[keep].numpy(), col[keep].numpy())), shape=(n, n))
     d = shortest_path(adj, directed=True, unweighted=True, indices=sources.numpy()).min(axis=0)
-    d[d > max_hops] = UNREACHED_SCIPY
+    d[d > max_hops] = UNREACHED
     return torch.from_numpy(d).long()
-
-
-UNREACHED_SCIPY = 1 << 30
 
 
 @PROPERTY
@@ -235,7 +233,7 @@ def test_hop_distance_matches_scipy(seed, degrees, max_hops, frac, with_passable
     expected = scipy_hop_distance(rowptr, col, sources, max_hops, passable)
     dist, reached = cpu.hop_distance(rowptr, col, sources, max_hops, passable, return_reached=True)
     assert torch.equal(dist, expected)
-    assert torch.equal(reached, (expected != UNREACHED_SCIPY).nonzero().squeeze(1))
+    assert torch.equal(reached, (expected != UNREACHED).nonzero().squeeze(1))
     assert cpu.hop_distance(rowptr, col, sources, max_hops, passable)[1].numel() == 0
 
 
@@ -247,7 +245,7 @@ def test_hop_distance_path_graph():
     assert dist.tolist() == [0, 1, 2, 3, 4]
     passable = torch.tensor([True, True, False, True, True])
     dist, reached = cpu.hop_distance(rowptr, col, torch.tensor([0]), 10, passable, True)
-    assert dist.tolist() == [0, 1, 2, UNREACHED_SCIPY, UNREACHED_SCIPY] and reached.tolist() == [0, 1, 2]
+    assert dist.tolist() == [0, 1, 2, UNREACHED, UNREACHED] and reached.tolist() == [0, 1, 2]
 
 
 # ---------------------------------------------------------------------- errors, never crashes

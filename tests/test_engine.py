@@ -15,6 +15,7 @@ from linkexit_fast.engine.plan import PATHS
 from linkexit_fast.engine.scope import UNREACHED, hop_distance
 from linkexit_fast.evaluate import reference_scores
 from linkexit_fast.models import BACKBONES, EXIT_MODES, SEMANTICS, EarlyExitLinkPredictor, ModelConfig
+from linkexit_fast.timing import ops_and_syncs
 
 near_ties = {"count": 0}
 ENGINE_BACKENDS = [b for b in ("torch", "cpu") if b in available_backends()]
@@ -282,24 +283,6 @@ def test_scope_walks_are_skipped_where_they_cannot_prune(monkeypatch):
     assert walks
 
 
-def count_host_reads(fn) -> int:
-    """Device-to-host reads in ``fn()``: what stalls a GPU's host (nonzero, item/int/bool, tolist)."""
-    from torch.overrides import TorchFunctionMode
-    from torch.profiler import profile
-
-    class ToList(TorchFunctionMode):
-        calls = 0
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            ToList.calls += func is torch.Tensor.tolist
-            return func(*args, **(kwargs or {}))
-
-    with profile() as prof, ToList():
-        fn()
-    reads = {"aten::nonzero", "aten::_local_scalar_dense"}
-    return sum(e.name in reads for e in prof.events()) + ToList.calls
-
-
 @pytest.mark.parametrize("plan, most", [("engine", 3), ("dense", 2)])
 def test_gpu_index_path_reads_few_counts(plan, most, monkeypatch):
     """On a GPU's index path a wide query (the endpoints' reach covers the graph, as on ogbl-ddi)
@@ -319,7 +302,7 @@ def test_gpu_index_path_reads_few_counts(plan, most, monkeypatch):
     with engine_knobs(True):
         assert check_contract(model, graph, pairs, thr, backend, plan)
         pricings.clear()
-        reads = count_host_reads(lambda: lf.predict(graph, pairs, thr, model=model, backend=backend, plan=plan))
+        _, reads = ops_and_syncs(lambda: lf.predict(graph, pairs, thr, model=model, backend=backend, plan=plan))
     assert reads <= most + len(pricings)
     assert plan == "dense" or pricings  # this query does price one (the bound is not vacuous)
 
