@@ -40,20 +40,23 @@ def rows(which: str):
     return out + [("sas", "node", 8), ("sas", "subgraph", 8)]
 
 
-def run_one(split, dataset, backbone, exit, layers, seed, lr, args) -> dict:
-    """Train (or read back) one cell's seed at one learning rate; returns its record."""
+def run_one(split, dataset, backbone, exit, layers, seed, lr, dropout, args) -> dict:
+    """Train (or read back) one cell's seed at one learning rate and dropout (None: the dataset's
+    default, whose runs keep the folder name they had before dropout was a grid); returns its record."""
     from linkexit_fast.checkpoint import save
     from linkexit_fast.evaluate import evaluate
+    from linkexit_fast.train import dataset_defaults
     from linkexit_fast.train_args import train_checkpoint
     # No "." in the folder name: checkpoint.save takes a name with a suffix for a file name.
     lr_tag = f"{lr:g}".replace(".", "p")
-    out = Path(args.runs) / dataset.replace(":", "_") / f"{backbone}_{exit}_L{layers}_s{seed}_lr{lr_tag}"
+    do_tag = "" if dropout is None else "_do" + f"{dropout:g}".replace(".", "p")
+    out = Path(args.runs) / dataset.replace(":", "_") / f"{backbone}_{exit}_L{layers}_s{seed}_lr{lr_tag}{do_tag}"
     record_path = out / "record.json"
     if record_path.exists():
-        return json.loads(record_path.read_text())
+        return dict({"dropout": dataset_defaults(dataset)["model"]["dropout"]}, **json.loads(record_path.read_text()))
     if args.cached_only:
         return None
-    ns = argparse.Namespace(seed=seed, quiet=True, hidden=None, dropout=None, predictor_layers=None,
+    ns = argparse.Namespace(seed=seed, quiet=True, hidden=None, dropout=dropout, predictor_layers=None,
                             lr=[lr], weight_decay=None, batch_size=None, patience=args.patience,
                             eval_every=None, epochs=args.epochs, max_minutes=args.max_minutes,
                             backbone=backbone, exit=exit, semantics="freeze", layers=layers,
@@ -66,6 +69,7 @@ def run_one(split, dataset, backbone, exit, layers, seed, lr, args) -> dict:
     dist = torch.bincount(exit_layer, minlength=layers + 1).tolist()
     record = {"dataset": dataset, "backbone": backbone, "exit": exit, "layers": layers, "seed": seed,
               "valid": result.best_valid, "test": test, "lr": result.lr,
+              "dropout": dataset_defaults(dataset)["model"]["dropout"] if dropout is None else dropout,
               "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped": result.stopped,
               "seconds": result.seconds, "exit_distribution": dist,
               "train_config": {k: v for k, v in vars(cfg).items()}}
@@ -75,10 +79,16 @@ def run_one(split, dataset, backbone, exit, layers, seed, lr, args) -> dict:
 
 
 def select(records):
-    """The paper's tuning: of one seed's runs (one per learning rate), the best on validation MRR;
-    its record gains ``lr_grid`` (learning rate -> validation MRR of every run)."""
+    """The paper's tuning: of one seed's runs (one per learning rate and dropout), the best on
+    validation MRR; its record gains ``lr_grid`` (learning rate -> validation MRR, the best over
+    dropouts) and ``dropout_grid`` (dropout -> validation MRR, the best over learning rates)."""
     best = max(records, key=lambda r: r["valid"].get("mrr", -1.0))
-    return dict(best, lr_grid={str(r["lr"]): r["valid"].get("mrr") for r in records})
+    grids = {}
+    for key in ("lr", "dropout"):
+        grid = grids.setdefault(key + "_grid", {})
+        for r in records:
+            grid[str(r[key])] = max(grid.get(str(r[key]), -1.0), r["valid"].get("mrr", -1.0))
+    return dict(best, **grids)
 
 
 def ms(values):
@@ -96,7 +106,10 @@ def render(results: dict, negatives: dict, args, command: str) -> str:
     lines += [
              f"Protocol: the dataset's defaults (`linkexit_fast.train.dataset_defaults`: dropout 0.1 "
              f"(ogbl-ddi 0), 3-layer scorer, no weight decay), learning rate picked on validation MRR "
-             f"over {args.lrs or 'the dataset grid (0.0005, 0.001, 0.002)'} (a cell's `@` list in the command overrides it; the table's lr column shows each cell's), at most {args.epochs} epochs"
+             f"over {args.lrs or 'the dataset grid (0.0005, 0.001, 0.002)'} (a cell's first `@` list in the command overrides it)"
+             + (f", crossed with dropout over {args.dropouts}" if args.dropouts else "")
+             + " and with dropout where a cell's second `@` list gives a grid (the lr and dropout columns "
+               f"show each cell's grids; runs never trained are left out of them), at most {args.epochs} epochs"
              + (f" and {args.max_minutes} min per learning rate" if args.max_minutes else "")
              + (f", patience {args.patience} evaluations" if args.patience else ", patience 50 evaluations")
              + f"; exits trained with `{args.exit_train_mode}`"
@@ -110,8 +123,8 @@ def render(results: dict, negatives: dict, args, command: str) -> str:
     for dataset, cells in results.items():
         lines += [f"## {dataset}", "", f"Validation negatives: {negatives[dataset]['valid']}. "
                   f"Test negatives: {negatives[dataset]['test']}.", "",
-                  "| backbone | L | exit | seeds | valid MRR | test MRR | paper | Hits@10 | exit | exit layers (%) | lr per seed, of grid | epochs |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| backbone | L | exit | seeds | valid MRR | test MRR | paper | Hits@10 | exit | exit layers (%) | lr per seed, of grid | dropout per seed, of grid | epochs |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for (backbone, exit, layers), recs in cells.items():
             paper = PAPER.get(dataset, {}).get(layers)
             ref = f"{paper[EXITS.index(exit)]:.2f}" if paper and backbone != "sas" else "–"
@@ -123,6 +136,7 @@ def render(results: dict, negatives: dict, args, command: str) -> str:
                 f"{ms([r['test']['mrr'] for r in recs])} | {ref} | {ms([r['test']['hits@10'] for r in recs])} | "
                 f"{statistics.mean(r['test']['mean_exit_layer'] for r in recs):.2f} | {shares} | "
                 f"{'/'.join(str(r['lr']) for r in recs)} of {', '.join(sorted(recs[0]['lr_grid']))} | "
+                f"{'/'.join(str(r['dropout']) for r in recs)} of {', '.join(sorted(recs[0]['dropout_grid']))} | "
                 f"{statistics.mean(r['epochs_run'] for r in recs):.0f} |")
         lines.append("")
     lines.append("'paper' is the paper's Table 1 cell for the same depth and exit mode; the paper's "
@@ -139,9 +153,11 @@ def main(argv=None):
     ap.add_argument("--rows", choices=["all", "deep"], default="all")
     ap.add_argument("--only", nargs="*", default=None,
                     help="cells as backbone:exit:L (e.g. resgcn:none:8), optionally with their own "
-                         "learning rates (resgcn:node:8@0.001,0.002); default every row")
+                         "learning rates and dropouts (resgcn:node:8@0.001,0.002@0,0.1); default every row")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lrs", type=float, nargs="+", default=None, help="learning-rate grid; default the dataset's")
+    ap.add_argument("--dropouts", type=float, nargs="+", default=None,
+                    help="dropout grid, crossed with the learning rates; default the dataset's dropout")
     ap.add_argument("--epochs", type=int, default=500)
     ap.add_argument("--patience", type=int, default=None)
     ap.add_argument("--max-minutes", type=float, default=None)
@@ -155,12 +171,17 @@ def main(argv=None):
     args = ap.parse_args(argv)
     command = "python benchmarks/table1.py " + " ".join(sys.argv[1:] if argv is None else argv)
     cells = rows(args.rows)
-    cell_lrs = {}  # a cell's own learning rates, from --only's "@lr,lr" suffix
+    cell_lrs, cell_dropouts = {}, {}  # a cell's own grids, from --only's "@lr,lr@dropout,dropout" suffix
     if args.only:
         for spec in args.only:
-            cell, _, lrs = spec.partition("@")
-            cell_lrs[tuple(cell.split(":"))] = [float(v) for v in lrs.split(",")] if lrs else None
-        cells = [c for c in cells if (c[0], c[1], str(c[2])) in cell_lrs]
+            cell, _, grids = spec.partition("@")
+            lrs, _, dropouts = grids.partition("@")
+            cell = tuple(cell.split(":"))
+            cell_lrs[cell] = [float(v) for v in lrs.split(",")] if lrs else None
+            cell_dropouts[cell] = [float(v) for v in dropouts.split(",")] if dropouts else None
+        # The table's order first, then cells beyond the paper's grid (e.g. resgcn:node:16).
+        extra = [(b, e, int(L)) for b, e, L in cell_lrs if (b, e, int(L)) not in cells]
+        cells = [c for c in cells if (c[0], c[1], str(c[2])) in cell_lrs] + extra
     results, negatives = {}, {}
     start = time.time()
     for dataset in args.datasets:
@@ -174,14 +195,19 @@ def main(argv=None):
             lrs = (cell_lrs.get((backbone, exit, str(layers))) or args.lrs
                    or dataset_defaults(dataset)["lr_grid"])
             for seed in args.seeds:
-                found = [r for r in (run_one(split, dataset, backbone, exit, layers, seed, lr, args) for lr in lrs) if r]
+                default_dropout = dataset_defaults(dataset)["model"]["dropout"]
+                dropouts = [None if d == default_dropout else d for d in
+                            cell_dropouts.get((backbone, exit, str(layers))) or args.dropouts or [default_dropout]]
+                found = [r for r in (run_one(split, dataset, backbone, exit, layers, seed, lr, d, args)
+                                     for lr in lrs for d in dropouts) if r]
                 if not found:  # --cached-only and never trained
                     continue
                 r = select(found)
                 results.setdefault(dataset, {}).setdefault((backbone, exit, layers), []).append(r)
                 print(f"[{time.time() - start:7.0f}s] {dataset} {backbone} {exit} L={layers} seed {seed}: "
                       f"valid {100 * r['valid']['mrr']:.2f} test {100 * r['test']['mrr']:.2f} "
-                      f"exit {r['test']['mean_exit_layer']:.2f} lr {r['lr']} of {sorted(r['lr_grid'])}", flush=True)
+                      f"exit {r['test']['mean_exit_layer']:.2f} lr {r['lr']} of {sorted(r['lr_grid'])}, "
+                      f"dropout {r['dropout']} of {sorted(r['dropout_grid'])}", flush=True)
     text = render(results, negatives, args, command)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
