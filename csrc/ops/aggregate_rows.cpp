@@ -1,5 +1,7 @@
 #include "aggregate_rows.h"
 
+#include "csr_checks.h"
+
 #include <ATen/TensorUtils.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -29,19 +31,14 @@ void check_aggregate_rows_args(const at::Tensor& rowptr, const at::Tensor& col,
   at::TensorArg rowptr_arg{rowptr, "rowptr", 1}, col_arg{col, "col", 2},
       weight_arg{weight, "weight", 3}, h_arg{h, "h", 4}, rows_arg{rows, "rows", 5};
   at::checkAllDefined(c, {rowptr_arg, col_arg, weight_arg, h_arg, rows_arg});
-  at::checkDim(c, rowptr_arg, 1);
-  at::checkDim(c, col_arg, 1);
+  check_csr(c, rowptr_arg, col_arg);
   at::checkDim(c, weight_arg, 1);
   at::checkDim(c, h_arg, 2);
   at::checkDim(c, rows_arg, 1);
-  at::checkScalarType(c, rowptr_arg, at::kLong);
-  at::checkSameType(c, rowptr_arg, col_arg);
   at::checkSameType(c, rowptr_arg, rows_arg);
   at::checkScalarType(c, h_arg, at::kFloat);
   at::checkSameType(c, h_arg, weight_arg);
   at::checkSameNumel(c, col_arg, weight_arg);
-  TORCH_CHECK(rowptr.numel() >= 1,
-              "aggregate_rows: rowptr must hold R + 1 >= 1 offsets; got an empty tensor");
 
   const int64_t num_rows = rowptr.numel() - 1, m = h.size(1);
   if (self_weight.has_value()) {

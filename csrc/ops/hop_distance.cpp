@@ -1,5 +1,7 @@
 #include "hop_distance.h"
 
+#include "csr_checks.h"
+
 #include <ATen/TensorUtils.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -24,14 +26,9 @@ void check_hop_distance_args(const at::Tensor& rowptr, const at::Tensor& col,
   at::TensorArg rowptr_arg{rowptr, "rowptr", 1}, col_arg{col, "col", 2},
       sources_arg{sources, "sources", 3};
   at::checkAllDefined(c, {rowptr_arg, col_arg, sources_arg});
-  at::checkDim(c, rowptr_arg, 1);
-  at::checkDim(c, col_arg, 1);
+  check_csr(c, rowptr_arg, col_arg);
   at::checkDim(c, sources_arg, 1);
-  at::checkScalarType(c, rowptr_arg, at::kLong);
-  at::checkSameType(c, rowptr_arg, col_arg);
   at::checkSameType(c, rowptr_arg, sources_arg);
-  TORCH_CHECK(rowptr.numel() >= 1,
-              "hop_distance: rowptr must hold R + 1 >= 1 offsets; got an empty tensor");
   TORCH_CHECK(max_hops >= 0, "hop_distance: max_hops must be >= 0; got ", max_hops);
   if (passable.has_value()) {
     at::TensorArg arg{*passable, "passable", 5};
