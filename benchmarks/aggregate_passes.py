@@ -13,13 +13,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 import linkexit_fast as lf
 from linkexit_fast.backends import cpu
+from linkexit_fast.timing import interleaved_medians, round_order
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engine_bench import THRESHOLD, case  # noqa: E402
@@ -35,13 +35,9 @@ def op_times(graph, rounds: int) -> dict:
                 "all rows": torch.arange(n)}
     out = {}
     for name, rows in row_sets.items():
-        times = {w: [] for w in WIDTHS}
-        for _ in range(rounds):
-            for w in WIDTHS:
-                t0 = time.perf_counter()
-                cpu.aggregate_rows(graph.rowptr, graph.col, weight, h, rows, self_weight, None, w)
-                times[w].append(time.perf_counter() - t0)
-        out[name] = {str(w): statistics.median(v) for w, v in times.items()}
+        calls = {str(w): (lambda w=w: cpu.aggregate_rows(graph.rowptr, graph.col, weight, h, rows,
+                                                         self_weight, None, w)) for w in WIDTHS}
+        out[name] = interleaved_medians(calls, rounds, warmup=False)
     return out
 
 
@@ -52,8 +48,8 @@ def stage_times(graph, pairs, model, rounds: int) -> dict:
         return op(*args, pass_cols=256)
     times = {"engine": [], "engine, whole rows": [], "reference": []}
     try:
-        for _ in range(rounds):
-            for name in times:
+        for r in range(rounds):
+            for name in round_order(list(times), r):
                 cpu.aggregate_rows = whole_rows if name == "engine, whole rows" else op
                 backend = "reference" if name == "reference" else "cpu"
                 _, st = lf.predict(graph, pairs, THRESHOLD, model=model, backend=backend, return_stats=True)

@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO))  # run from a source checkout without installing
 sys.path.insert(0, str(REPO / "benchmarks"))  # test_engine_bench: the PyG baseline
 from linkexit_fast.backends import torch_ops  # noqa: E402
 from linkexit_fast.backends import triton as triton_ops  # noqa: E402
+from linkexit_fast.timing import round_order  # noqa: E402
 
 
 def load_test_cases():
@@ -128,7 +129,7 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], warmup: int,
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     for r in range(max(repeats, 1)):
-        for name in [n for n in fns if n not in errors]:
+        for name in round_order([n for n in fns if n not in errors], r):
             call(name, warmup if r == 0 else 0)  # the first round warms each variant up first
     return {name: {"error": errors[name]} if name in errors else
             {"median_ms": statistics.median(times[name]), "min_ms": min(times[name]),

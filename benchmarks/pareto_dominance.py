@@ -26,6 +26,7 @@ from typing import Optional
 import linkexit_fast as lf
 from linkexit_fast.cli import _load_split
 from linkexit_fast.pareto import checkpoint_name, eval_pairs, label, table_runs
+from linkexit_fast.timing import round_order
 
 
 def sweep_points(sweep: Path, table: Optional[Path] = None):
@@ -81,8 +82,9 @@ def main() -> None:
     _, _, pairs = eval_pairs(split, args.eval_positives)
     runs = [(p, lf.load(p["checkpoint"]).model) for p in [best] + rivals]
     times = {p["label"]: [] for p, _ in runs}
-    for _ in range(args.rounds + 1):  # the first round warms caches and is dropped
-        for p, model in runs:
+    for r in range(args.rounds + 1):  # the first round warms caches and is dropped
+        for i in round_order(range(len(runs)), r):
+            p, model = runs[i]
             t0 = time.perf_counter()
             lf.predict(split.graph, pairs, threshold=p["threshold"], model=model)
             times[p["label"]].append(time.perf_counter() - t0)

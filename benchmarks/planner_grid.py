@@ -14,7 +14,9 @@ size; CiteSeer's node-exit GCN L = 8; ogbl-ddi's node-exit GCN L = 3).
 
 Every call is a full ``predict`` (GNN stage and fused scoring). Per cell: one uncounted warm-up
 call of each variant (the first ``auto`` call also teaches the planner the model's exit profile,
-as a serving process's first call would), then ``--rounds`` interleaved rounds; the reference,
+as a serving process's first call would), then ``--rounds`` interleaved rounds (``--fast-rounds``
+where the dense and engine paths' calls take under ``--fast-below`` seconds: their few-% jitter
+needs more), in an order shuffled each round (:func:`linkexit_fast.timing.round_order`); the reference,
 seconds a call on the large graphs, gets one timed round there (``--reference-rounds``). Cells
 where ``auto`` is more than 5 % slower than the faster path are timed again (``--rerun``
 rounds) to separate noise from a wrong plan; both results are kept.
@@ -68,13 +70,20 @@ def measure(graph, pairs, model, threshold, args) -> dict:
     def call(plan):
         return lambda: lf.predict(graph, pairs, threshold, model=model, plan=plan)
     fns = {p: call(p) for p in PATHS}
-    first = {p: fns[p]() for p in PATHS}  # warm-up, uncounted; checks the paths agree
+    first, warm = {}, {}
+    for p in PATHS:  # warm-up, uncounted; checks the paths agree
+        t0 = time.perf_counter()
+        first[p] = fns[p]()
+        warm[p] = time.perf_counter() - t0
+    # Calls of a few ms carry a few-% jitter per call: more rounds where they cost little (auto's
+    # first call may include the planner's one-off calibration: not counted here).
+    rounds = args.fast_rounds if max(warm["dense"], warm["engine"]) < args.fast_below else args.rounds
     t0 = time.perf_counter()
     ref_first = lf.predict(graph, pairs, threshold, model=model, backend="reference")
     slow_ref = time.perf_counter() - t0 > args.slow_reference
     agree = max(float((first[p] - ref_first).abs().max()) for p in PATHS)
     reference = lambda: lf.predict(graph, pairs, threshold, model=model, backend="reference")  # noqa: E731
-    med = interleaved_medians(dict(fns, **({} if slow_ref else {"reference": reference})), args.rounds, warmup=False)
+    med = interleaved_medians(dict(fns, **({} if slow_ref else {"reference": reference})), rounds, warmup=False)
     if slow_ref:
         med.update(interleaved_medians({"reference": reference}, args.reference_rounds, warmup=False))
     # Untimed: the engine path's MACs (predict_chunks fills them without return_stats' reference
@@ -88,9 +97,10 @@ def measure(graph, pairs, model, threshold, args) -> dict:
            "engine_flop_ratio": st.flops_dense / st.flops,
            "engine_speedup_vs_reference": med["reference"] / med["engine"],
            "auto_speedup_vs_reference": med["reference"] / med["auto"],
-           "max_abs_diff": agree, "reference_rounds": args.reference_rounds if slow_ref else args.rounds}
+           "max_abs_diff": agree, "rounds": rounds,
+           "reference_rounds": args.reference_rounds if slow_ref else rounds}
     if row["auto_over_best"] > 1.05 and args.rerun:
-        again = interleaved_medians({p: fns[p] for p in PATHS}, args.rerun, warmup=False)
+        again = interleaved_medians({p: fns[p] for p in PATHS}, max(args.rerun, rounds), warmup=False)
         row["rerun"] = {"seconds": again, "auto_over_best": again["auto"] / min(again["dense"], again["engine"])}
     return row
 
@@ -98,8 +108,9 @@ def measure(graph, pairs, model, threshold, args) -> dict:
 def render(rows, meta, image: str = "planner_grid.png") -> str:
     lines = ["# Planner grid: `plan=\"auto\"` against the dense and engine paths", "",
              f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}.", "",
-             f"Medians of {meta['rounds']} interleaved rounds per cell (after one uncounted call of "
-             f"each), whole `predict` calls (GNN stage + fused scoring); the dense reference "
+             f"Medians of {meta['rounds']} interleaved rounds per cell ({meta.get('fast_rounds', meta['rounds'])} "
+             f"where the dense and engine paths' first calls took under {meta.get('fast_below', 0)} s; "
+             f"each after one uncounted call, in an order shuffled each round), whole `predict` calls (GNN stage + fused scoring); the dense reference "
              f"(`backend=\"reference\"`: the model's dense forward, then gather-then-MLP scoring) in "
              f"the same rounds, or in {meta['reference_rounds']} round(s) where one call took over "
              f"{meta['slow_reference']} s. 'auto / best': auto's time over the faster of dense and "
@@ -159,6 +170,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="5000,20000,200000,1000000", help="synthetic graph sizes (nodes)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--fast-rounds", type=int, default=15,
+                    help="rounds of a cell whose paths' calls take under --fast-below seconds each")
+    ap.add_argument("--fast-below", type=float, default=0.1)
     ap.add_argument("--rerun", type=int, default=7, help="rounds of the rerun of a cell that misses 5 %%; 0: none")
     ap.add_argument("--reference-rounds", type=int, default=1)
     ap.add_argument("--slow-reference", type=float, default=3.0,
@@ -181,7 +195,8 @@ def main(argv=None):
     meta = {"command": "python benchmarks/planner_grid.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
                        f"{torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}",
-            "rounds": args.rounds, "reference_rounds": args.reference_rounds,
+            "rounds": args.rounds, "fast_rounds": args.fast_rounds, "fast_below": args.fast_below,
+            "reference_rounds": args.reference_rounds,
             "slow_reference": args.slow_reference}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

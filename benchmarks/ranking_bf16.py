@@ -23,7 +23,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from linkexit_fast.backends.bf16 import bf16_isa  # noqa: E402
 from linkexit_fast.datasets import data_root, load_dataset, load_heart, load_ogbl  # noqa: E402
 from linkexit_fast.metrics import heart_metrics  # noqa: E402
 from linkexit_fast.ranking import exact_heart_metrics  # noqa: E402
+from linkexit_fast.timing import interleaved_times  # noqa: E402
 
 
 def fp32_eval(graph, pos, neg, model, backend="auto"):
@@ -102,12 +102,8 @@ def main():
     for f in methods.values():  # warm-up: oneDNN primitive creation, page faults
         f()
     load_before = _load()
-    times = {m: [] for m in methods}
-    for _ in range(args.rounds):  # interleaved: load from other users hits every method alike
-        for m, f in methods.items():
-            t0 = time.perf_counter()
-            f()
-            times[m].append(time.perf_counter() - t0)
+    # interleaved: load from other users hits every method alike
+    times = interleaved_times(methods, args.rounds, warmup=False)
     med = {m: statistics.median(v) for m, v in times.items()}
     result = {"machine": {"cpu": _cpu_model(), "bf16_isa": bf16_isa(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__, "python": platform.python_version(),

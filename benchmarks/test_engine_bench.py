@@ -26,7 +26,7 @@ import torch
 import linkexit_fast as lf
 from linkexit_fast.datasets import data_root, load_heart, load_ogbl, synthetic
 from linkexit_fast.evaluate import flatten_eval_pairs
-from linkexit_fast.timing import median_time
+from linkexit_fast.timing import median_time, round_order
 
 RUNS = Path(os.environ.get("LINKEXIT_BENCH_RUNS", "runs/bench"))
 THRESHOLD = 0.9
@@ -172,15 +172,15 @@ def main():
         if not args.skip_pyg and "reference" in methods:
             methods.append("pyg")
         times = {m: [] for m in methods}
-        for _ in range(args.rounds):  # interleaved rounds: load changes hit every method alike
-            for m in methods:
+        for r in range(args.rounds):  # interleaved rounds: load changes hit every method alike
+            for m in round_order(methods, r):
                 times[m].append(median_time(lambda: METHODS[m](graph, pairs, model), 1)[0])
         med = {m: statistics.median(v) for m, v in times.items()}
         # Stage times: medians over as many stats calls (untimed above: return_stats adds a
         # reference pass for flops_paper), interleaved like the timings.
         stages = {"engine": [], "reference": []}
-        for _ in range(args.rounds if "reference" in methods else 0):
-            for m in stages:
+        for r in range(args.rounds if "reference" in methods else 0):
+            for m in round_order(list(stages), r):
                 stages[m].append(lf.predict(graph, pairs, threshold=THRESHOLD, model=model, backend=
                                             "reference" if m == "reference" else "auto", return_stats=True)[1])
 

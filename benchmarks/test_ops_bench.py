@@ -40,6 +40,7 @@ import torch
 
 from linkexit_fast.backends import cpu, torch_ops
 from linkexit_fast.datasets import synthetic
+from linkexit_fast.timing import round_order
 
 NUM_NODES, AVG_DEGREE, M, NUM_PAIRS = 1_000_000, 10, 256, 228_000
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -168,7 +169,7 @@ def run(rounds: int) -> Tuple[Dict[str, dict], List[dict]]:
         times: Dict[str, List[float]] = {name: [] for name in names}
         cpu_times: Dict[str, List[float]] = {name: [] for name in names}
         for r in range(rounds + 1):  # round 0 warms up caches, page tables and thread pools
-            for name in names:
+            for name in round_order(names, r):
                 start, start_cpu = time.perf_counter(), time.process_time()
                 made[name][0]()
                 if r:
