@@ -125,6 +125,8 @@ def _train_args(p):
                         "relaxation, or random depths with untrained heads (the paper's GCN code, a baseline)")
     p.add_argument("--exit-warmup", type=int, default=0,
                    help="first epochs with exits off (every node to full depth) before the heads decide")
+    p.add_argument("--num-negatives", type=int, default=None,
+                   help="random training negatives per positive (HeaRT and the paper: 1); None: 1")
     p.add_argument("--weight-decay", type=float, default=None, help=f"Adam weight decay; {dflt}")
     p.add_argument("--batch-size", type=int, default=None, help=f"training positives per step; {dflt}")
     p.add_argument("--epochs", type=int, default=500, help="maximum epochs")

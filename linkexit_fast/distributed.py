@@ -295,9 +295,10 @@ class ShardLoss(nn.Module):
     """This rank's loss of one step of :func:`linkexit_fast.train.train`, as a module to wrap in
     ``DistributedDataParallel`` (which averages the gradients of what its forward computed).
 
-    ``forward(graph, batch [B, 2], neg [B, 2], mode, generator)``, with the same arguments on
+    ``forward(graph, batch [B, 2], neg [B * k, 2], mode, generator)``, with the same arguments on
     every rank, runs the model on ``graph`` without the whole batch and scores the rank's
-    contiguous shard of ``batch`` and of ``neg`` (:func:`linkexit_fast.train.step_loss`), so the
+    contiguous shard of ``batch`` and those positives' ``k`` negatives each
+    (:func:`linkexit_fast.train.step_loss`), so the
     ranks' averaged gradient is the single-process step's. ``generator`` (the Gumbel noise) must
     be in the same state on every rank.
     """

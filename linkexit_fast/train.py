@@ -54,12 +54,16 @@ class TrainConfig:
     # CiteSeer, after which layers 2..L got no gradient).
     exit_train_mode: str = "gumbel"
     exit_warmup: int = 0
+    # Random training negatives per positive (HeaRT and the paper: 1), each positive's own.
+    num_negatives: int = 1
 
     def __post_init__(self):
         if self.exit_train_mode not in TRAIN_MODES:
             raise ValueError(f"exit_train_mode must be one of {TRAIN_MODES}, got {self.exit_train_mode!r}")
         if not 0 <= self.exit_warmup < self.epochs:
             raise ValueError(f"exit_warmup must be in [0, epochs={self.epochs}), got {self.exit_warmup}")
+        if not 1 <= self.num_negatives <= 1000:
+            raise ValueError(f"num_negatives must be in [1, 1000], got {self.num_negatives}")
 
 
 # The paper's recipe (Knyazhitskiy and Di Francesco, 2026, training details): the learning rate
@@ -125,20 +129,26 @@ def step_loss(model: EarlyExitLinkPredictor, graph: Graph, batch: torch.Tensor, 
               mode: str, generator: torch.Generator, shard: Optional[slice] = None,
               world: int = 1) -> torch.Tensor:
     """One training step's loss: the model runs on ``graph`` without the batch's edges (it never
-    sees the edge it predicts), then BCE of the positives ``batch [B, 2]`` against as many
-    negatives ``neg [B, 2]``: ``mean BCE(batch) + mean BCE(neg)``.
+    sees the edge it predicts), then BCE of the positives ``batch [B, 2]`` against ``k >= 1``
+    negatives each, ``neg [B * k, 2]`` (positive ``i``'s at rows ``i k`` to ``i k + k - 1``):
+    ``mean BCE(batch) + mean BCE(neg)`` (HeaRT's training loss, where ``k = 1``).
 
-    With ``shard`` (a rank's part of the batch, of ``world`` ranks) it is that part's BCE sum
-    times ``world / B``, so the ranks' averaged gradient is the whole batch's loss gradient
-    whatever the shard sizes (:class:`linkexit_fast.distributed.ShardLoss`).
+    With ``shard`` (a rank's part of the batch, of ``world`` ranks) it is
+    ``world / B * (sum BCE(shard's positives) + sum BCE(their negatives) / k)``, so the ranks'
+    averaged gradient is the whole batch's loss gradient whatever the shard sizes
+    (:class:`linkexit_fast.distributed.ShardLoss`).
     """
+    if len(batch) == 0 or len(neg) % len(batch):
+        raise ValueError(f"neg must hold k >= 1 negatives per positive: {len(neg)} rows for {len(batch)} positives")
+    B, k = len(batch), len(neg) // len(batch)
     res = model(graph.remove_edges(batch), mode=mode, generator=generator)
-    sel = slice(None) if shard is None else shard
-    pos_out, neg_out = model.score(res.z, batch[sel]), model.score(res.z, neg[sel])
+    if shard is not None:  # the shard's positives and their own negatives
+        batch, neg = batch[shard], neg.view(B, k, 2)[shard].reshape(-1, 2)
+    pos_out, neg_out = model.score(res.z, batch), model.score(res.z, neg)
     reduction = "mean" if shard is None else "sum"
-    loss = (F.binary_cross_entropy_with_logits(pos_out, torch.ones_like(pos_out), reduction=reduction)
-            + F.binary_cross_entropy_with_logits(neg_out, torch.zeros_like(neg_out), reduction=reduction))
-    return loss if shard is None else world / len(batch) * loss
+    pos = F.binary_cross_entropy_with_logits(pos_out, torch.ones_like(pos_out), reduction=reduction)
+    neg_loss = F.binary_cross_entropy_with_logits(neg_out, torch.zeros_like(neg_out), reduction=reduction)
+    return pos + neg_loss if shard is None else world / B * (pos + neg_loss / k)
 
 
 class StepHooks:
@@ -188,7 +198,7 @@ def train(model: EarlyExitLinkPredictor, split: LinkSplit, cfg: TrainConfig = Tr
         total = 0.0
         for s in range(0, len(perm), cfg.batch_size):
             batch = train_pos[perm[s:s + cfg.batch_size]]
-            loss = hooks.loss(graph, batch, sample_neg(len(batch)), mode, gen)
+            loss = hooks.loss(graph, batch, sample_neg(len(batch) * cfg.num_negatives), mode, gen)
             # With ranks a local loss check could stop one rank alone; the averaged gradient's
             # norm below is the same on every rank, so every rank stops there together.
             if hooks.world == 1 and not torch.isfinite(loss):

@@ -25,7 +25,8 @@ def train_checkpoint(args, split: LinkSplit, test: bool = True):
                            exit=args.exit, semantics=args.semantics, dropout=args.dropout,
                            predictor_layers=args.predictor_layers)
     tcfg = defaults["train"]
-    for key in ("weight_decay", "batch_size", "patience", "eval_every", "exit_train_mode", "exit_warmup"):
+    for key in ("weight_decay", "batch_size", "patience", "eval_every", "exit_train_mode", "exit_warmup",
+                "num_negatives"):
         if getattr(args, key, None) is not None:
             tcfg[key] = getattr(args, key)
     lrs = args.lr if args.lr is not None else defaults["lr_grid"]

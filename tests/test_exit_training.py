@@ -104,3 +104,60 @@ def test_cli_trains_the_lr_grid_and_records_it(tmp_path):
     for bad in ("0.01,x", "0", "-1e-3"):
         with pytest.raises(SystemExit):
             cli(["train", "--dataset", "synthetic:300", "--lr", bad, "--out", str(tmp_path / "bad")])
+
+
+# ---------------------------------------------------------------------- training negatives per positive
+def _scores_and_loss(model, batch, neg, shard=None, world=1):
+    from linkexit_fast.train import step_loss
+    model.zero_grad()
+    loss = step_loss(model, SPLIT.graph, batch, neg, "full-depth", torch.Generator().manual_seed(0), shard, world)
+    loss.backward()
+    return loss, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_step_loss_with_k_negatives_is_the_mean_bce_of_each_side(k):
+    import numpy as np
+    from linkexit_fast.train import negative_sampler
+    model = make(exit="none").eval()  # deterministic forward: no dropout, no exits
+    batch = SPLIT.train_pos[:40]
+    neg = negative_sampler(SPLIT.graph, 0)(len(batch) * k)
+    loss, _ = _scores_and_loss(model, batch, neg)
+    with torch.no_grad():
+        z = model(SPLIT.graph.remove_edges(batch)).z
+        pos_s, neg_s = model.score(z, batch).double().numpy(), model.score(z, neg).double().numpy()
+    # BCE with logits, written out: -log sigmoid(s) for positives, -log(1 - sigmoid(s)) for negatives
+    want = np.mean(np.logaddexp(0, -pos_s)) + np.mean(np.logaddexp(0, neg_s))
+    assert abs(float(loss.detach()) - want) < 1e-5
+
+
+def test_sharded_step_loss_with_k_negatives_averages_to_the_whole_step():
+    """Two ranks' shards of a batch (uneven: 17 + 24 positives), each with its positives' own
+    negatives: their losses and gradients average to the single-process step's."""
+    from linkexit_fast.train import negative_sampler
+    model = make(exit="none").eval()
+    batch, k = SPLIT.train_pos[:41], 3
+    neg = negative_sampler(SPLIT.graph, 1)(len(batch) * k)
+    whole, whole_grads = _scores_and_loss(model, batch, neg)
+    parts = [_scores_and_loss(model, batch, neg, shard, 2) for shard in (slice(0, 17), slice(17, 41))]
+    assert abs(float(sum(p[0] for p in parts)) / 2 - float(whole)) < 1e-5
+    for g, g0, g1 in zip(whole_grads, parts[0][1], parts[1][1]):
+        assert torch.allclose((g0 + g1) / 2, g, atol=1e-6)
+
+
+def test_train_draws_num_negatives_per_positive_and_checks_the_setting():
+    from linkexit_fast.train import StepHooks
+    seen = []
+
+    class Spy(StepHooks):
+        def loss(self, graph, batch, neg, mode, generator):
+            seen.append((len(batch), len(neg)))
+            return super().loss(graph, batch, neg, mode, generator)
+    model = make()
+    cfg = TrainConfig(epochs=1, batch_size=256, eval_every=1, num_negatives=4, lr=0.01)
+    train(model, SPLIT, cfg, progress=False, hooks=Spy(model))
+    assert seen and all(n == 4 * b for b, n in seen)
+    with pytest.raises(ValueError, match="num_negatives"):
+        TrainConfig(num_negatives=0)
+    with pytest.raises(ValueError, match="negatives per positive"):
+        _scores_and_loss(make(exit="none"), SPLIT.train_pos[:10], SPLIT.train_pos[:15])
