@@ -40,6 +40,15 @@ def rows(which: str):
     return out + [("sas", "node", 8), ("sas", "subgraph", 8)]
 
 
+def run_dir(args, dataset, backbone, exit, layers, seed, lr, dropout) -> Path:
+    """The folder of one run (checkpoint and ``record.json``) under ``args.runs``. No "." in the
+    name: checkpoint.save takes a name with a suffix for a file name."""
+    lr_tag = f"{lr:g}".replace(".", "p")
+    do_tag = "" if dropout is None else "_do" + f"{dropout:g}".replace(".", "p")
+    do_tag += "" if args.num_negatives == 1 else f"_neg{args.num_negatives}"
+    return Path(args.runs) / dataset.replace(":", "_") / f"{backbone}_{exit}_L{layers}_s{seed}_lr{lr_tag}{do_tag}"
+
+
 def run_one(split, dataset, backbone, exit, layers, seed, lr, dropout, args) -> dict:
     """Train (or read back) one cell's seed at one learning rate and dropout (None: the dataset's
     default, whose runs keep the folder name they had before dropout was a grid); returns its record."""
@@ -47,14 +56,11 @@ def run_one(split, dataset, backbone, exit, layers, seed, lr, dropout, args) -> 
     from linkexit_fast.evaluate import evaluate
     from linkexit_fast.train import dataset_defaults
     from linkexit_fast.train_args import train_checkpoint
-    # No "." in the folder name: checkpoint.save takes a name with a suffix for a file name.
-    lr_tag = f"{lr:g}".replace(".", "p")
-    do_tag = "" if dropout is None else "_do" + f"{dropout:g}".replace(".", "p")
-    do_tag += "" if args.num_negatives == 1 else f"_neg{args.num_negatives}"
-    out = Path(args.runs) / dataset.replace(":", "_") / f"{backbone}_{exit}_L{layers}_s{seed}_lr{lr_tag}{do_tag}"
+    out = run_dir(args, dataset, backbone, exit, layers, seed, lr, dropout)
     record_path = out / "record.json"
     if record_path.exists():
-        return dict({"dropout": dataset_defaults(dataset)["model"]["dropout"]}, **json.loads(record_path.read_text()))
+        return dict({"dropout": dataset_defaults(dataset)["model"]["dropout"]}, **json.loads(record_path.read_text()),
+                    run_dir=str(out))
     if args.cached_only:
         return None
     ns = argparse.Namespace(seed=seed, quiet=True, hidden=None, dropout=dropout, predictor_layers=None,
@@ -77,7 +83,7 @@ def run_one(split, dataset, backbone, exit, layers, seed, lr, dropout, args) -> 
               "train_config": {k: v for k, v in vars(cfg).items()}}
     save(model, out, metrics={"valid": result.best_valid, "test": test})
     record_path.write_text(json.dumps(record, indent=1))
-    return record
+    return dict(record, run_dir=str(out))
 
 
 def select(records):
