@@ -5,7 +5,7 @@ evaluation set's positives; for the cell, the seeds' spread and an interval for 
     # -> benchmarks/results/mrr_uncertainty.{md,json}
 
 Reads the runs ``benchmarks/table1.py`` trained (``--runs``, default ``runs/table1``), picks each
-seed's run on validation MRR as the table does (:func:`table1.select`), scores its validation and
+seed's run on validation MRR as the table does (:func:`table1.best_run`), scores its validation and
 test sets with the reference forward at exit threshold 0.5 (the table's), and resamples the
 positives, each with its own 500 negatives (scipy.stats.bootstrap, percentile intervals, 10,000
 resamples, seeded). The cell's interval resamples positives jointly across seeds (the seeds share
@@ -49,7 +49,6 @@ def interval(values: np.ndarray, seed: int = 0) -> tuple:
 
 def main(argv=None):
     from linkexit_fast.cli import _load_split
-    from linkexit_fast.train import dataset_defaults
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="heart:citeseer")
     ap.add_argument("--cell", default="resgcn:node:8", help="backbone:exit:L")
@@ -64,16 +63,12 @@ def main(argv=None):
     backbone, exit, layers = args.cell.split(":")
     split = _load_split(argparse.Namespace(dataset=args.dataset, data=None, test_negatives=None,
                                            make_heart_negatives=args.dataset.startswith("heart:")))
-    default_dropout = dataset_defaults(args.dataset)["model"]["dropout"]
     run_args = argparse.Namespace(runs=args.runs, cached_only=True, num_negatives=args.num_negatives)
     seeds, rr = [], {"valid": [], "test": []}
     for seed in args.seeds:
-        found = [r for r in (table1.run_one(split, args.dataset, backbone, exit, int(layers), seed, lr,
-                                            None if d == default_dropout else d, run_args)
-                             for lr in args.lrs for d in args.dropouts) if r]
-        if not found:
+        best = table1.best_run(split, args.dataset, backbone, exit, int(layers), seed, args.lrs, args.dropouts, run_args)
+        if best is None:
             sys.exit(f"no runs of {args.cell} seed {seed} under {args.runs}: train them with benchmarks/table1.py")
-        best = table1.select(found)
         model = lf.load(best["run_dir"]).model
         row = {"seed": seed, "run": best["run_dir"], "lr": best["lr"], "dropout": best["dropout"]}
         for which in ("valid", "test"):

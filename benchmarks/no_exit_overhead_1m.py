@@ -2,7 +2,7 @@
 early exits) against a PyG GCNConv stack at fixed depth, same weights (test_engine_bench.py's
 methods). PyG's [E, m] messages need ~20 GB, so it cannot share a process with the engine's
 buffers on a 24 GB machine: each timing runs in a fresh process (a warm-up call, then one timed
-call), alternating PyG and engine for 3 rounds; medians.
+call), PyG and engine in each of 3 rounds (in timing.round_order's order); medians.
 
     python benchmarks/no_exit_overhead_1m.py   # -> benchmarks/results/no_exit_overhead_1m.json
 """
@@ -10,6 +10,9 @@ import json
 import statistics
 import subprocess
 import sys
+
+from linkexit_fast.timing import round_order
+
 CODE = r'''
 import sys, time, json
 sys.path.insert(0, "benchmarks")
@@ -22,7 +25,7 @@ t0 = time.perf_counter(); f(g, p, m); print(json.dumps(time.perf_counter() - t0)
 '''
 times = {"pyg": [], "engine_t1": []}
 for r in range(3):
-    for meth in ("pyg", "engine_t1"):
+    for meth in round_order(["pyg", "engine_t1"], r):
         out = subprocess.run([sys.executable, "-c", CODE, meth], capture_output=True, text=True)
         if out.returncode:
             print(meth, "failed", out.returncode, out.stderr[-500:]); sys.exit(1)

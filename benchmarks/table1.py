@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -84,6 +85,18 @@ def run_one(split, dataset, backbone, exit, layers, seed, lr, dropout, args) -> 
     save(model, out, metrics={"valid": result.best_valid, "test": test})
     record_path.write_text(json.dumps(record, indent=1))
     return dict(record, run_dir=str(out))
+
+
+def best_run(split, dataset, backbone, exit, layers, seed, lrs, dropouts, args) -> Optional[dict]:
+    """One seed of a cell tuned as the paper does: a run per learning rate in ``lrs`` and dropout in
+    ``dropouts`` (trained, or read back), the best on validation (:func:`select`); None when no
+    run exists (``--cached-only``)."""
+    from linkexit_fast.train import dataset_defaults
+    default_dropout = dataset_defaults(dataset)["model"]["dropout"]
+    found = [r for r in (run_one(split, dataset, backbone, exit, layers, seed, lr,
+                                 None if d == default_dropout else d, args)
+                         for lr in lrs for d in dropouts) if r]
+    return select(found) if found else None
 
 
 def select(records):
@@ -206,14 +219,11 @@ def main(argv=None):
             lrs = (cell_lrs.get((backbone, exit, str(layers))) or args.lrs
                    or dataset_defaults(dataset)["lr_grid"])
             for seed in args.seeds:
-                default_dropout = dataset_defaults(dataset)["model"]["dropout"]
-                dropouts = [None if d == default_dropout else d for d in
-                            cell_dropouts.get((backbone, exit, str(layers))) or args.dropouts or [default_dropout]]
-                found = [r for r in (run_one(split, dataset, backbone, exit, layers, seed, lr, d, args)
-                                     for lr in lrs for d in dropouts) if r]
-                if not found:  # --cached-only and never trained
+                dropouts = (cell_dropouts.get((backbone, exit, str(layers))) or args.dropouts
+                            or [dataset_defaults(dataset)["model"]["dropout"]])
+                r = best_run(split, dataset, backbone, exit, layers, seed, lrs, dropouts, args)
+                if r is None:  # --cached-only and never trained
                     continue
-                r = select(found)
                 results.setdefault(dataset, {}).setdefault((backbone, exit, layers), []).append(r)
                 print(f"[{time.time() - start:7.0f}s] {dataset} {backbone} {exit} L={layers} seed {seed}: "
                       f"valid {100 * r['valid']['mrr']:.2f} test {100 * r['test']['mrr']:.2f} "

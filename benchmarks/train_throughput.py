@@ -71,10 +71,14 @@ def main():
     args = ap.parse_args()
     if args.child:
         return child()
-    before, after = [], []
+    # Here, not at the top: the child imports this file with the other checkout's package first.
+    from linkexit_fast.timing import round_order
+    roots = {"before": Path(args.before), "after": ROOT}
+    times = {name: [] for name in roots}
+    before, after = times["before"], times["after"]
     for i in range(args.rounds):
-        before.append(run(Path(args.before)))
-        after.append(run(ROOT))
+        for name in round_order(list(roots), i):
+            times[name].append(run(roots[name]))
         print(f"round {i + 1}: before {before[-1]:.3f} s/epoch, after {after[-1]:.3f} s/epoch", flush=True)
     commit = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()

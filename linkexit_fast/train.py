@@ -146,9 +146,9 @@ def step_loss(model: EarlyExitLinkPredictor, graph: Graph, batch: torch.Tensor, 
         batch, neg = batch[shard], neg.view(B, k, 2)[shard].reshape(-1, 2)
     pos_out, neg_out = model.score(res.z, batch), model.score(res.z, neg)
     reduction = "mean" if shard is None else "sum"
-    pos = F.binary_cross_entropy_with_logits(pos_out, torch.ones_like(pos_out), reduction=reduction)
+    pos_loss = F.binary_cross_entropy_with_logits(pos_out, torch.ones_like(pos_out), reduction=reduction)
     neg_loss = F.binary_cross_entropy_with_logits(neg_out, torch.zeros_like(neg_out), reduction=reduction)
-    return pos + neg_loss if shard is None else world / B * (pos + neg_loss / k)
+    return pos_loss + neg_loss if shard is None else world / B * (pos_loss + neg_loss / k)
 
 
 class StepHooks:
