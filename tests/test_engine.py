@@ -9,10 +9,11 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 import linkexit_fast as lf
 from conftest import exit_decided, require_data, require_optional
 from linkexit_fast.backends import available_backends
-from linkexit_fast.engine import api, cache, indexing, scope
+from linkexit_fast.engine import api, cache, indexing, inputs, scope
 from linkexit_fast.engine import run as engine_run
 from linkexit_fast.engine.plan import PATHS
 from linkexit_fast.engine.scope import UNREACHED, hop_distance
+from linkexit_fast.engine.stats import head_macs
 from linkexit_fast.evaluate import reference_scores
 from linkexit_fast.models import BACKBONES, EXIT_MODES, SEMANTICS, EarlyExitLinkPredictor, ModelConfig
 from linkexit_fast.timing import ops_and_syncs
@@ -96,13 +97,15 @@ def check_contract(model, graph, pairs, threshold, backend, plan="auto"):
        layers=st.integers(1, 4), threshold=st.floats(0.05, 1.0), npairs=st.integers(1, 80),
        backend=st.sampled_from(ENGINE_BACKENDS), gpu_indexing=st.booleans(),
        saturated=st.sampled_from([0.0, scope.SATURATED, float("inf")]),
-       pair_chunk=st.sampled_from([1, 7, api.PAIR_CHUNK]), plan=st.sampled_from(PATHS))
+       pair_chunk=st.sampled_from([1, 7, api.PAIR_CHUNK]), plan=st.sampled_from(PATHS),
+       feats=st.sampled_from([6, 8, 12]))
 def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, layers, threshold, npairs, backend,
-                                                   gpu_indexing, saturated, pair_chunk, plan):
+                                                   gpu_indexing, saturated, pair_chunk, plan, feats):
     backbone, exit, semantics = combo
-    graph = random_graph(n, e, hubs, seed)
+    # feats < hidden: gcn's first layer runs as (Â X) W_0 on the whole graph's CSR (aggregates_input)
+    graph = random_graph(n, e, hubs, seed, feats)
     torch.manual_seed(seed)
-    model = EarlyExitLinkPredictor(ModelConfig(6, n, hidden=8, layers=layers, backbone=backbone, exit=exit,
+    model = EarlyExitLinkPredictor(ModelConfig(feats, n, hidden=8, layers=layers, backbone=backbone, exit=exit,
                                                semantics=semantics, predictor_layers=2)).eval()
     g = torch.Generator().manual_seed(seed + 1)
     pairs = torch.randint(0, n, (npairs, 2), generator=g)
@@ -181,6 +184,40 @@ def test_engine_skips_work():
     _, stats = lf.predict(graph, pairs, model=model, backend="torch", return_stats=True, plan="engine")
     assert stats.scope_nodes < 750  # a small query costs its receptive field, not the graph
     assert stats.nodes_updated[-1] <= 4 and stats.flops < stats.flops_dense / 10
+
+
+@pytest.mark.parametrize("feats", [6, 16, 24])
+@pytest.mark.parametrize("exit", ["none", "node"])
+def test_first_layer_order_scope_and_flops(feats, exit):
+    """Narrow dense features (F < m): gcn's first layer aggregates X before its transform, over the
+    whole graph's CSR, and the scope stops at L - 1 hops; else Â (X W_0) over an L-hop scope. Both
+    match the reference forward, and the scope and the first layer's MACs are those counted here
+    from scipy's BFS and CSR, not from the engine."""
+    from scipy.sparse.csgraph import shortest_path
+    L, m = 3, 16
+    graph = random_graph(3000, 6000, 0, 5, feats)
+    torch.manual_seed(0)
+    model = EarlyExitLinkPredictor(ModelConfig(feats, 3000, hidden=m, layers=L, exit=exit)).eval()
+    pairs = torch.tensor([[0, 1], [2, 3], [10, 400]])
+    raw = feats < m
+    assert inputs.aggregates_input(model, graph) == raw
+    for be in ENGINE_BACKENDS:
+        assert check_contract(model, graph, pairs, 0.5, be, "engine")
+    _, stats = lf.predict(graph, pairs, 0.5, model=model, backend="torch", return_stats=True, plan="engine")
+    hops = shortest_path(graph.to_scipy(), unweighted=True, indices=pairs.unique().numpy()).min(0)
+    radius = L - 1 if raw else L
+    assert stats.scope_nodes == int((hops <= radius).sum())
+    # layer 0 updates every row within L - 1 hops: its aggregation (entries = degree + self-loop)
+    # at width F then m x F MACs (raw), or m-wide entries after X W_0 over the whole L-hop scope
+    upd = hops <= L - 1
+    assert stats.nodes_updated[0] == int(upd.sum())
+    deg = graph.deg.numpy()
+    assert stats.edges_aggregated[0] == int((deg[upd] + 1).sum())
+    first = int(upd.sum()) * feats * m + int((deg[upd] + 1).sum()) * feats if raw else \
+        int((hops <= L).sum()) * feats * m + int((deg[upd] + 1).sum()) * m
+    later = sum(stats.edges_aggregated[1:]) * m + sum(stats.nodes_updated[1:]) * m * m
+    heads = sum(stats.nodes_decided) * head_macs(m, model.config.exit_hidden, False) if exit != "none" else 0
+    assert stats.flops_gnn == first + later + heads
 
 
 def test_sample_mode_matches_reference():

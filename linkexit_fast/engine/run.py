@@ -12,12 +12,13 @@ from types import ModuleType
 from typing import Callable, List, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 
 from ..graph import Graph
 from ..models import EarlyExitLinkPredictor
 from .cache import FrozenCache
 from .indexing import at, host, nonzero, sync_free
-from .inputs import input_states
+from .inputs import aggregates_input, input_states
 from .plan import Plan, choose, record
 from .scope import compact, row_key, walk_pays
 from .stats import EngineStats, head_macs, layer_k
@@ -84,9 +85,10 @@ class Scratch:
 
     def swap(self, states: torch.Tensor, old: torch.Tensor) -> None:
         """``states`` (new states that live in the buffer) replace ``old`` (states no longer
-        read), which becomes the buffer."""
+        read), which becomes the buffer; or, when ``old`` is not ``m`` wide (the raw input
+        features, possibly the graph's own), none does until the next use."""
         if self.buf is not None and states.data_ptr() == self.buf.data_ptr():
-            self.buf = old
+            self.buf = old if old.shape[1] == self.m else None
 
 
 def decide(model: EarlyExitLinkPredictor, ops: ModuleType, stats: EngineStats, threshold: float, head,
@@ -141,11 +143,14 @@ def layer_update(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h: torc
     difference between 2 and 4 GB, and fresh ``[N, m]`` tensors pay their page faults.
     """
     c = model.config
-    first = c.backbone == "gcn" and l == 0  # the aggregate of X W_0: add the bias, no residual
+    first = c.backbone == "gcn" and l == 0  # the aggregate of X W_0 (or of X): no residual
+    raw = first and h.shape[1] != c.hidden  # h is X itself (inputs.aggregates_input: F < m)
 
     def rows_update(rows: torch.Tensor) -> torch.Tensor:
         agg = ops.aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
-        if first:
+        if raw:  # (Â X) W_0 + b
+            return model.transform(0, F.linear(agg, model.input_weights()[0], model.convs[0].bias), None, None)
+        if first:  # Â (X W_0) + b
             agg += model.convs[0].bias
             return model.transform(0, agg, None, None)
         h_rows = None if c.backbone == "gcn" else at(h, rows)  # gcn has no residual
@@ -178,8 +183,12 @@ class _Run:
         self.exits = c.exit != "none"
         self.freeze = self.exits and c.semantics == "freeze"
         self.dev = graph.rowptr.device
-        # Scope: everything within L hops of an endpoint; compact when that is a small part.
-        scope = self.scope = compact(graph, ends, self.L, model.self_loops, walk=not dense, ops=ops)
+        # Scope: everything within L hops of an endpoint; compact when that is a small part. When
+        # gcn's first layer aggregates the raw input (inputs.aggregates_input), it reads the whole
+        # graph's CSR and features, and the scope stops at L - 1 hops: no state of the rows L hops
+        # out is ever formed (on large graphs the outermost ring is most of the L-hop field).
+        self.raw = aggregates_input(model, graph)
+        scope = self.scope = compact(graph, ends, self.L - 1 if self.raw else self.L, model.self_loops, walk=not dense, ops=ops)
         self.rowptr, self.col, self.weight, self.nodes = scope.rowptr, scope.col, scope.weight, scope.nodes
         self.ends, self.dist, self.deg, self.self_weight = scope.ends, scope.dist, scope.deg, scope.self_weight
         self.n = self.rowptr.numel() - 1
@@ -206,8 +215,14 @@ class _Run:
 
     def _update(self, l: int, h: torch.Tensor, upd: torch.Tensor, step: Optional[torch.Tensor]) -> torch.Tensor:
         """New states of rows ``upd`` at layer ``l`` (:func:`layer_update`, gcn's first layer over
-        the full scope CSR, the others over the frozen-neighbour cache's)."""
+        the full scope CSR, or with a raw input over the whole graph's, the others over the
+        frozen-neighbour cache's)."""
         first = self.c.backbone == "gcn" and l == 0
+        if first and self.raw:  # h is the graph's X: global rows
+            g = self.graph
+            rows = upd if self.nodes is None else at(self.nodes, upd)
+            return layer_update(self.model, self.ops, l, h, rows, step, g.rowptr, g.col, g.edge_weight(True), None,
+                                g.self_loop_weight(), self.scratch)
         csr = (self.rowptr, self.col, self.weight, None) if first else \
             (self.cache.rowptr, self.cache.col, self.cache.weight, self.cache.sums)
         return layer_update(self.model, self.ops, l, h, upd, step, *csr, self.self_weight, self.scratch)
@@ -216,6 +231,8 @@ class _Run:
         """Edges aggregated for rows ``upd`` at layer ``l``: an int when they are every row, else a
         device scalar (read with the others after the layer loop: one sync)."""
         first = self.c.backbone == "gcn" and l == 0
+        if first and self.raw:  # the whole graph's CSR: a row's entries are its degree
+            return self.graph.col.numel() if self.nodes is None and upd.numel() == self.n else at(self.deg, upd).sum()
         col, deg = (self.col, self.csr_deg) if first else (self.cache.col, self.cache.deg)
         return col.numel() if upd.numel() == self.n else at(deg, upd).sum()
 
@@ -265,7 +282,10 @@ class _Run:
                 mask &= ~exited
             return self._rows(mask)
 
-        h = input_states(model, self.graph, self.nodes, ops, st, self.count_flops)
+        raw = self.raw  # gcn's first layer as (Â X) W_0: h is the graph's X (never written) until then
+        h = self.graph.x.contiguous() if raw else input_states(model, self.graph, self.nodes, ops, st,
+                                                                self.count_flops)
+        widths = []  # features aggregated per entry, per layer that ran
         for l in range(L):
             bound = L - l - 1
             step = None
@@ -348,15 +368,22 @@ class _Run:
             new_h = self._update(l, h, upd, step)
             if not (c.backbone == "gcn" and l == 0):  # gcn's first transform was the input layer's
                 st.flops_gnn += upd.numel() * k * m * m
+            elif raw:  # ... or comes after the aggregation
+                st.flops_gnn += upd.numel() * h.shape[1] * m
             st.nodes_updated.append(int(upd.numel()))
             if self.count_flops:
                 edge_counts.append(self._edges(l, upd) + (upd.numel() if self.self_weight is not None else 0))
+                widths.append(h.shape[1])
             if upd.numel() == n:  # every row updated
                 if self.freeze and n_exited:  # exited states stay, by the reference's mask, in
                     # place: a fresh [N, m] result pays its first-touch page faults (see Scratch)
                     torch.where(exited[:, None], h, new_h, out=new_h)
                 self.scratch.swap(new_h, h)  # ping-pong: the old states become the scratch
                 h = new_h
+            elif raw and l == 0:  # (Â X) W_0 on part of the rows (a walked scope not compacted): the
+                # rows left out lie beyond L - 1 hops of every endpoint and are never read, so they
+                # stay unwritten (zeroing an [N, m] tensor is a pass and page faults for nothing)
+                h = torch.empty(n, m, device=dev).index_copy_(0, upd, new_h)
             else:
                 if keep_exited:
                     new_h = torch.where(at(exited, upd)[:, None], at(h, upd), new_h)
@@ -367,7 +394,7 @@ class _Run:
                 zsel[at(end_pos, rest)] = at(h, rest)
         if edge_counts:
             st.edges_aggregated += host(*edge_counts)
-            st.flops_gnn += sum(st.edges_aggregated[-len(edge_counts):]) * m
+            st.flops_gnn += sum(e * w for e, w in zip(st.edges_aggregated[-len(edge_counts):], widths))
         if readout:
             return zsel, torch.arange(self.ends.numel(), device=dev), at(exit_layer, self.ends)
         return h, None if self.nodes is None else self.ends, exit_layer

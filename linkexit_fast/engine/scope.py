@@ -185,8 +185,7 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
     deg = graph.deg if nodes is None else at(graph.deg, scope)
     self_weight = None
     if self_loops:
-        d = dinv if nodes is None else at(dinv, scope)
-        self_weight = d * d
+        self_weight = graph.self_loop_weight() if nodes is None else at(graph.self_loop_weight(), scope)
     return Scope(graph, rowptr, col, weight, nodes, local_ends, dist, radius, deg, self_weight, ops)
 
 
