@@ -2,7 +2,8 @@
 
 At layer ``l`` a node is updated only if it lies within ``L - l - 1`` hops of an endpoint that
 still needs its embedding. A query whose L-hop field is a small part of the graph runs on a
-compacted subgraph (local ids, full-graph degrees).
+compacted subgraph (local ids, full-graph degrees); its (L - 1)-hop field when gcn's first layer
+reads the raw input from the whole graph (:func:`.inputs.aggregates_input`).
 """
 from __future__ import annotations
 
