@@ -62,7 +62,8 @@ class TrainConfig:
             raise ValueError(f"exit_train_mode must be one of {TRAIN_MODES}, got {self.exit_train_mode!r}")
         if not 0 <= self.exit_warmup < self.epochs:
             raise ValueError(f"exit_warmup must be in [0, epochs={self.epochs}), got {self.exit_warmup}")
-        if not 1 <= self.num_negatives <= 1000:
+        if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) \
+                or not 1 <= self.num_negatives <= 1000:
             raise ValueError(f"num_negatives must be in [1, 1000], got {self.num_negatives}")
 
 

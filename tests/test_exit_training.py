@@ -159,5 +159,8 @@ def test_train_draws_num_negatives_per_positive_and_checks_the_setting():
     assert seen and all(n == 4 * b for b, n in seen)
     with pytest.raises(ValueError, match="num_negatives"):
         TrainConfig(num_negatives=0)
+    for bad in (True, 2.0, "4"):  # a bool or a non-integer is not a count
+        with pytest.raises(ValueError, match="num_negatives"):
+            TrainConfig(num_negatives=bad)
     with pytest.raises(ValueError, match="negatives per positive"):
         _scores_and_loss(make(exit="none"), SPLIT.train_pos[:10], SPLIT.train_pos[:15])

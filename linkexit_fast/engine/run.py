@@ -188,7 +188,8 @@ class _Run:
         # graph's CSR and features, and the scope stops at L - 1 hops: no state of the rows L hops
         # out is ever formed (on large graphs the outermost ring is most of the L-hop field).
         self.raw = aggregates_input(model, graph)
-        scope = self.scope = compact(graph, ends, self.L - 1 if self.raw else self.L, model.self_loops, walk=not dense, ops=ops)
+        scope = self.scope = compact(graph, ends, self.L - 1 if self.raw else self.L, model.self_loops,
+                                     walk=not dense, ops=ops)
         self.rowptr, self.col, self.weight, self.nodes = scope.rowptr, scope.col, scope.weight, scope.nodes
         self.ends, self.dist, self.deg, self.self_weight = scope.ends, scope.dist, scope.deg, scope.self_weight
         self.n = self.rowptr.numel() - 1
@@ -218,11 +219,11 @@ class _Run:
         the full scope CSR, or with a raw input over the whole graph's, the others over the
         frozen-neighbour cache's)."""
         first = self.c.backbone == "gcn" and l == 0
-        if first and self.raw:  # h is the graph's X: global rows
-            g = self.graph
+        if first and self.raw:  # h is the graph's X: global rows, the normalisation compact uses
+            g, loops = self.graph, self.model.self_loops
             rows = upd if self.nodes is None else at(self.nodes, upd)
-            return layer_update(self.model, self.ops, l, h, rows, step, g.rowptr, g.col, g.edge_weight(True), None,
-                                g.self_loop_weight(), self.scratch)
+            return layer_update(self.model, self.ops, l, h, rows, step, g.rowptr, g.col, g.edge_weight(loops), None,
+                                g.self_loop_weight() if loops else None, self.scratch)
         csr = (self.rowptr, self.col, self.weight, None) if first else \
             (self.cache.rowptr, self.cache.col, self.cache.weight, self.cache.sums)
         return layer_update(self.model, self.ops, l, h, upd, step, *csr, self.self_weight, self.scratch)
