@@ -188,12 +188,17 @@ def test_engine_skips_work():
 
 @pytest.mark.parametrize("feats", [6, 16, 24])
 @pytest.mark.parametrize("exit", ["none", "node"])
-def test_first_layer_order_scope_and_flops(feats, exit):
+def test_first_layer_order_scope_and_flops(feats, exit, monkeypatch):
     """Narrow dense features (F < m): gcn's first layer aggregates X before its transform, over the
     whole graph's CSR, and the scope stops at L - 1 hops; else Â (X W_0) over an L-hop scope. Both
     match the reference forward, and the scope and the first layer's MACs are those counted here
     from scipy's BFS and CSR, not from the engine."""
     from scipy.sparse.csgraph import shortest_path
+    from linkexit_fast.engine.plan import Plan
+    # Whether a layer updates every scope row instead of its live ones (Plan.dense_step) follows
+    # the machine's calibration, measured under whatever load the test session meets: off here,
+    # so that the rows counted are the live ones.
+    monkeypatch.setattr(Plan, "dense_step", lambda self, live, n, masked: False)
     L, m = 3, 16
     graph = random_graph(3000, 6000, 0, 5, feats)
     torch.manual_seed(0)
@@ -380,3 +385,53 @@ def test_layer_update_in_row_chunks_is_exact(monkeypatch, backbone, semantics, p
     # Every node an endpoint: whole layers update, and h and the scratch trade places.
     every = torch.stack([torch.arange(120), torch.randperm(120, generator=torch.Generator().manual_seed(2))], 1)
     assert check_contract(model, graph, every, thr, "torch", plan)
+
+
+def test_buffers_kept_between_calls_never_leak():
+    """``predict`` keeps its CPU buffers for the next call in the thread (engine/buffers.py): a
+    later call on another graph, or at another size, still equals the reference, the kept
+    buffers are reused rather than reallocated, states handed to the caller (``embeddings``)
+    are never among them, and a block inside a block takes none."""
+    from linkexit_fast.engine import buffers
+    buffers.release()
+    torch.manual_seed(3)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 150, hidden=16, layers=3, exit="node")).eval()
+    small, large = random_graph(40, 120, 0, 1), random_graph(150, 500, 1, 2)
+    pairs = {g: torch.randint(0, g.num_nodes, (30, 2), generator=torch.Generator().manual_seed(4))
+             for g in (small, large)}
+    z, rows = lf.embeddings(large, torch.arange(150), 0.5, model=model, backend="cpu", plan="dense")
+    z_before = z.clone()
+    for g in (large, small, large, small):
+        assert check_contract(model, g, pairs[g], 0.5, "cpu", "dense")
+        kept = {b.data_ptr() for b in buffers._local.kept}
+        assert kept and buffers._local.depth == 0 and not buffers._local.taken
+    lf.predict(large, pairs[large], 0.5, model=model, backend="cpu", plan="dense")
+    assert {b.data_ptr() for b in buffers._local.kept} == kept  # reused, not new
+    assert torch.equal(z, z_before)
+    with buffers.reuse():
+        outer = buffers.empty(150, 16, torch.device("cpu"))
+        with buffers.reuse():
+            inner = buffers.empty(150, 16, torch.device("cpu"))
+        assert inner.data_ptr() not in kept | {outer.data_ptr()}
+    buffers.release()
+    assert not buffers._local.kept
+
+
+def test_concurrent_calls_in_threads_match_one_thread():
+    """Each thread keeps its own buffers: predict from four threads at once gives each call's
+    single-threaded scores."""
+    import concurrent.futures
+    torch.manual_seed(7)
+    model = EarlyExitLinkPredictor(ModelConfig(6, 150, hidden=16, layers=3, exit="node")).eval()
+    graphs = [random_graph(60 + 30 * i, 300, i % 2, i) for i in range(4)]
+    pairs = [torch.randint(0, g.num_nodes, (50, 2), generator=torch.Generator().manual_seed(i))
+             for i, g in enumerate(graphs)]
+    want = [reference_scores(model, g, p, threshold=0.5)[0].sigmoid() for g, p in zip(graphs, pairs)]
+
+    def call(i):
+        return [lf.predict(graphs[i], pairs[i], 0.5, model=model, backend="cpu") for _ in range(20)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(call, range(4)))
+    for got, w in zip(results, want):
+        for out in got:
+            assert torch.allclose(out, w, atol=1e-5, rtol=0)

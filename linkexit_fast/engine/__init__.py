@@ -26,7 +26,8 @@ is faster. The planner (``plan.py``) picks the path per call from a cost model m
 machine (``predict(..., plan="auto")``, the default; ``"dense"`` and ``"engine"`` force one).
 
 The entry points are in ``api.py``, the planner in ``plan.py``, the layer loop in ``run.py``, what
-a call computed in ``stats.py``, and the index ops and host syncs they all share in ``indexing.py``. Tuning constants live in the module that reads them
+a call computed in ``stats.py``, the index ops and host syncs they all share in ``indexing.py``,
+and the CPU buffers one ``predict`` call hands to the next (no page faults on reuse) in ``buffers.py``. Tuning constants live in the module that reads them
 (``scope.SATURATED``, ``cache.CACHE_EDGE_COST``, ``indexing.SYNC_FREE``, ...): set them there.
 """
 from .api import PAIR_CHUNK, REFERENCE_CHUNK, embeddings, predict, predict_chunks

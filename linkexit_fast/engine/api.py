@@ -17,6 +17,7 @@ from ..checkpoint import Predictor
 from ..graph import Graph
 from ..models import EarlyExitLinkPredictor
 from ..validation import check_count, check_index_tensor, check_pairs, check_threshold
+from . import buffers
 from .indexing import at
 from .run import gnn_stage
 from .scope import endpoints, marked_endpoints
@@ -137,10 +138,11 @@ def predict(graph, pairs, threshold: float = 0.9, *, model: Optional[EarlyExitLi
             stats.backend = ops.__name__.rsplit(".", 1)[-1]
             chunk = batch_size or PAIR_CHUNK
             ends = endpoints(pairs, graph.num_nodes)
-            z, key, layer = gnn_stage(model, graph, ends, threshold, ops, stats, count_flops=return_stats,
-                                      path=plan)
-            scores, layers = engine_scores(model, ops, z, key, pairs, chunk, stats,
-                                           layer if return_stats else None, precision)
+            with buffers.reuse():  # the states die with this block: only fresh scores leave it
+                z, key, layer = gnn_stage(model, graph, ends, threshold, ops, stats, count_flops=return_stats,
+                                          path=plan)
+                scores, layers = engine_scores(model, ops, z, key, pairs, chunk, stats,
+                                               layer if return_stats else None, precision)
             if return_stats:
                 stats.pairs_resolved = resolved_per_layer(layers, len(stats.pairs_resolved),
                                                           model.config.layers, chunk)

@@ -12,10 +12,10 @@ from types import ModuleType
 from typing import Callable, List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 
 from ..graph import Graph
-from ..models import EarlyExitLinkPredictor
+from ..models import EarlyExitLinkPredictor, linear_into
+from . import buffers
 from .cache import FrozenCache
 from .indexing import at, host, nonzero, sync_free
 from .inputs import aggregates_input, input_states
@@ -71,7 +71,7 @@ class Scratch:
     def __call__(self, rows: int) -> torch.Tensor:
         if self.buf is None or self.buf.shape[0] < rows:
             self.buf = None  # release the smaller one before allocating
-            self.buf = torch.empty(rows, self.m, device=self.dev)
+            self.buf = buffers.empty(rows, self.m, self.dev)
         return self.buf[:rows]
 
     def take(self, h: torch.Tensor, rows: torch.Tensor, n: Optional[int] = None) -> torch.Tensor:
@@ -137,31 +137,31 @@ def layer_update(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h: torc
     CSR ``rowptr, col, weight`` of ``h`` (plus ``cache``, the frozen neighbours' sums), then
     the model's transform (:meth:`~EarlyExitLinkPredictor.transform`).
 
-    On a CPU the rows go in chunks into ``buffer(k)`` (a reused ``[k, m]`` scratch), so a
-    layer holds ``h``, the scratch and chunk-sized temporaries rather than four ``[N, m]``
-    tensors (aggregate, linear, activation, output): on the 1M-node graph that is the
+    The result is written into ``buffer(k)`` (a reused ``[k, m]`` scratch), on a CPU in chunks
+    of rows, so a layer holds ``h``, the scratch and chunk-sized temporaries rather than four
+    ``[N, m]`` tensors (aggregate, linear, activation, output): on the 1M-node graph that is the
     difference between 2 and 4 GB, and fresh ``[N, m]`` tensors pay their page faults.
     """
     c = model.config
     first = c.backbone == "gcn" and l == 0  # the aggregate of X W_0 (or of X): no residual
     raw = first and h.shape[1] != c.hidden  # h is X itself (inputs.aggregates_input: F < m)
 
-    def rows_update(rows: torch.Tensor) -> torch.Tensor:
+    def rows_update(rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         agg = ops.aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
         if raw:  # (Â X) W_0 + b
-            return model.transform(0, F.linear(agg, model.input_weights()[0], model.convs[0].bias), None, None)
+            w, _ = model.input_weights()
+            return model.transform(0, linear_into(agg, w, model.convs[0].bias, out), None, None, out)
         if first:  # Â (X W_0) + b
             agg += model.convs[0].bias
-            return model.transform(0, agg, None, None)
+            return model.transform(0, agg, None, None, out)
         h_rows = None if c.backbone == "gcn" else at(h, rows)  # gcn has no residual
-        return model.transform(l, agg, h_rows, None if step is None else at(step, rows))
+        return model.transform(l, agg, h_rows, None if step is None else at(step, rows), out)
 
-    chunk = max(ROW_CHUNK_BYTES // (4 * c.hidden), 1) if h.device.type == "cpu" else max(upd.numel(), 1)
-    if upd.numel() <= chunk:
-        return rows_update(upd)
-    out = buffer(upd.numel())
-    for s in range(0, upd.numel(), chunk):
-        out[s:s + chunk] = rows_update(upd[s:s + chunk])
+    k = upd.numel()
+    out = buffer(k)
+    chunk = max(ROW_CHUNK_BYTES // (4 * c.hidden), 1) if h.device.type == "cpu" else max(k, 1)
+    for s in range(0, k, chunk):
+        rows_update(upd[s:s + chunk], out[s:s + chunk])
     return out
 
 
@@ -384,7 +384,7 @@ class _Run:
             elif raw and l == 0:  # (Â X) W_0 on part of the rows (a walked scope not compacted): the
                 # rows left out lie beyond L - 1 hops of every endpoint and are never read, so they
                 # stay unwritten (zeroing an [N, m] tensor is a pass and page faults for nothing)
-                h = torch.empty(n, m, device=dev).index_copy_(0, upd, new_h)
+                h = buffers.empty(n, m, dev).index_copy_(0, upd, new_h)
             else:
                 if keep_exited:
                     new_h = torch.where(at(exited, upd)[:, None], at(h, upd), new_h)
