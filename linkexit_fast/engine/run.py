@@ -70,7 +70,8 @@ class Scratch:
 
     def __call__(self, rows: int) -> torch.Tensor:
         if self.buf is None or self.buf.shape[0] < rows:
-            self.buf = None  # release the smaller one before allocating
+            self.buf = None  # release the smaller one before allocating (a kept one stays with
+            # its predict call until the call ends: engine/buffers.py, at most KEEP_BYTES)
             self.buf = buffers.empty(rows, self.m, self.dev)
         return self.buf[:rows]
 
@@ -151,9 +152,8 @@ def layer_update(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h: torc
         if raw:  # (Â X) W_0 + b
             w, _ = model.input_weights()
             return model.transform(0, linear_into(agg, w, model.convs[0].bias, out), None, None, out)
-        if first:  # Â (X W_0) + b
-            agg += model.convs[0].bias
-            return model.transform(0, agg, None, None, out)
+        if first:  # Â (X W_0) + b, the bias added straight into out (then no copy at L = 1)
+            return model.transform(0, torch.add(agg, model.convs[0].bias, out=out), None, None, out)
         h_rows = None if c.backbone == "gcn" else at(h, rows)  # gcn has no residual
         return model.transform(l, agg, h_rows, None if step is None else at(step, rows), out)
 
