@@ -177,7 +177,16 @@ def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_
         scope.SPARSE_FRONTIER = default
 
 
-def test_engine_skips_work():
+@pytest.fixture
+def live_rows_only(monkeypatch):
+    """Whether a layer updates every scope row instead of its live ones (Plan.dense_step) follows
+    the machine's calibration, measured under whatever load the test session meets (a loaded run
+    once updated 113 rows where 4 were live): off, so that the rows counted are the live ones."""
+    from linkexit_fast.engine.plan import Plan
+    monkeypatch.setattr(Plan, "dense_step", lambda self, live, n, masked: False)
+
+
+def test_engine_skips_work(live_rows_only):
     graph = random_graph(3000, 9000, 0, 1)
     model = EarlyExitLinkPredictor(ModelConfig(6, 3000, hidden=16, layers=3, exit="none")).eval()
     pairs = torch.tensor([[0, 1], [2, 3]])
@@ -188,17 +197,12 @@ def test_engine_skips_work():
 
 @pytest.mark.parametrize("feats", [6, 16, 24])
 @pytest.mark.parametrize("exit", ["none", "node"])
-def test_first_layer_order_scope_and_flops(feats, exit, monkeypatch):
+def test_first_layer_order_scope_and_flops(feats, exit, live_rows_only):
     """Narrow dense features (F < m): gcn's first layer aggregates X before its transform, over the
     whole graph's CSR, and the scope stops at L - 1 hops; else Â (X W_0) over an L-hop scope. Both
     match the reference forward, and the scope and the first layer's MACs are those counted here
     from scipy's BFS and CSR, not from the engine."""
     from scipy.sparse.csgraph import shortest_path
-    from linkexit_fast.engine.plan import Plan
-    # Whether a layer updates every scope row instead of its live ones (Plan.dense_step) follows
-    # the machine's calibration, measured under whatever load the test session meets: off here,
-    # so that the rows counted are the live ones.
-    monkeypatch.setattr(Plan, "dense_step", lambda self, live, n, masked: False)
     L, m = 3, 16
     graph = random_graph(3000, 6000, 0, 5, feats)
     torch.manual_seed(0)
