@@ -198,6 +198,8 @@ def main(argv=None):
     ap.add_argument("--machine", default="2-core Intel Xeon (AMX), torch 2.13 CPU")
     ap.add_argument("--out", default="benchmarks/results/table1")
     args = ap.parse_args(argv)
+    if args.records and not args.cached_only:
+        ap.error("--records only fills seeds that --cached-only finds no run for")
     command = "python benchmarks/table1.py " + " ".join(sys.argv[1:] if argv is None else argv)
     cells = rows(args.rows)
     cell_lrs, cell_dropouts = {}, {}  # a cell's own grids, from --only's "@lr,lr@dropout,dropout" suffix
