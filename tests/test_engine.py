@@ -10,6 +10,7 @@ import linkexit_fast as lf
 from conftest import exit_decided, require_data, require_optional
 from linkexit_fast.backends import available_backends
 from linkexit_fast.engine import api, cache, indexing, inputs, scope
+from linkexit_fast.engine import plan as engine_plan
 from linkexit_fast.engine import run as engine_run
 from linkexit_fast.engine.plan import PATHS
 from linkexit_fast.engine.scope import UNREACHED, hop_distance
@@ -43,16 +44,28 @@ def half_exit_threshold(model, graph) -> float:
     return min(1.0, float(probe.exit_prob[model.first_exit:].nan_to_num(0).max(0).values.median()) + 1e-3)
 
 
+def gap_threshold(model, graph) -> float:
+    """A threshold in the widest gap between judged EXIT probabilities near their median, so no
+    node sits at a near-tie (where the contract lets backends differ) whatever the weights."""
+    probe = model(graph, mode="threshold", threshold=1.0)
+    p = probe.exit_prob[model.first_exit:].flatten()
+    p = p[torch.isfinite(p)].sort().values
+    mid = p[len(p) // 4: 3 * len(p) // 4]
+    gap = int((mid[1:] - mid[:-1]).argmax())
+    return float(mid[gap] + mid[gap + 1]) / 2
+
+
 @contextlib.contextmanager
 def engine_knobs(gpu_indexing: bool, saturated: float = scope.SATURATED,
-                 pair_chunk: int = api.PAIR_CHUNK):
+                 pair_chunk: int = api.PAIR_CHUNK, probe=None):
     """The engine's GPU index path (sizes from counts read once, no boolean selections), forced
     on the CPU when ``gpu_indexing``; otherwise the device's own choice. ``saturated`` 0 skips every
     scope walk after the first hop's estimate, infinity takes every one; ``pair_chunk`` 1
-    scores one pair per chunk."""
-    knobs = ((indexing, "SYNC_FREE"), (scope, "SATURATED"), (api, "PAIR_CHUNK"))
+    scores one pair per chunk; ``probe`` True / False forces the probe (run._Run._probe) on / off
+    wherever it applies, None leaves it to the plan."""
+    knobs = ((indexing, "SYNC_FREE"), (scope, "SATURATED"), (api, "PAIR_CHUNK"), (engine_plan, "PROBE"))
     defaults = [getattr(module, n) for module, n in knobs]
-    for (module, n), v in zip(knobs, (True if gpu_indexing else None, saturated, pair_chunk)):
+    for (module, n), v in zip(knobs, (True if gpu_indexing else None, saturated, pair_chunk, probe)):
         setattr(module, n, v)
     try:
         yield
@@ -98,9 +111,9 @@ def check_contract(model, graph, pairs, threshold, backend, plan="auto"):
        backend=st.sampled_from(ENGINE_BACKENDS), gpu_indexing=st.booleans(),
        saturated=st.sampled_from([0.0, scope.SATURATED, float("inf")]),
        pair_chunk=st.sampled_from([1, 7, api.PAIR_CHUNK]), plan=st.sampled_from(PATHS),
-       feats=st.sampled_from([6, 8, 12]))
+       feats=st.sampled_from([6, 8, 12]), probe=st.sampled_from([None, True, False]))
 def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, layers, threshold, npairs, backend,
-                                                   gpu_indexing, saturated, pair_chunk, plan, feats):
+                                                   gpu_indexing, saturated, pair_chunk, plan, feats, probe):
     backbone, exit, semantics = combo
     # feats < hidden: gcn's first layer runs as (Â X) W_0 on the whole graph's CSR (aggregates_input)
     graph = random_graph(n, e, hubs, seed, feats)
@@ -112,25 +125,25 @@ def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, laye
     pairs[0, 1] = pairs[0, 0]  # u = v
     if npairs > 2:
         pairs[-1] = pairs[1]  # a duplicate pair
-    with engine_knobs(gpu_indexing, saturated, pair_chunk):
+    with engine_knobs(gpu_indexing, saturated, pair_chunk, probe):
         assume(check_contract(model, graph, pairs, threshold, backend, plan))
 
 
-@pytest.mark.parametrize("gpu_indexing, saturated, pair_chunk, plan", [
-    (False, scope.SATURATED, api.PAIR_CHUNK, "engine"), (True, scope.SATURATED, 1, "engine"),
-    (False, 0.0, 1, "engine"), (False, scope.SATURATED, api.PAIR_CHUNK, "dense"),
-    (True, scope.SATURATED, 7, "dense")])
+@pytest.mark.parametrize("gpu_indexing, saturated, pair_chunk, plan, probe", [
+    (False, scope.SATURATED, api.PAIR_CHUNK, "engine", None), (True, scope.SATURATED, 1, "engine", True),
+    (False, 0.0, 1, "engine", True), (False, scope.SATURATED, api.PAIR_CHUNK, "engine", False),
+    (False, scope.SATURATED, api.PAIR_CHUNK, "dense", None), (True, scope.SATURATED, 7, "dense", None)])
 @pytest.mark.parametrize("backend", ENGINE_BACKENDS)
 @pytest.mark.parametrize("backbone, exit, semantics", list(itertools.product(BACKBONES, ["node", "subgraph"], SEMANTICS)))
 def test_engine_all_nodes_and_one_pair(backbone, exit, semantics, backend, gpu_indexing, saturated,
-                                       pair_chunk, plan):
+                                       pair_chunk, plan, probe):
     graph = random_graph(120, 300, 1, 7)
     torch.manual_seed(3)
     model = EarlyExitLinkPredictor(ModelConfig(6, 120, hidden=16, layers=5, backbone=backbone, exit=exit,
                                                semantics=semantics)).eval()
     thr = half_exit_threshold(model, graph)
     all_pairs = torch.stack([torch.arange(120), torch.arange(120).roll(1)], 1)
-    with engine_knobs(gpu_indexing, saturated, pair_chunk):
+    with engine_knobs(gpu_indexing, saturated, pair_chunk, probe):
         for pairs in (all_pairs, all_pairs[:1]):
             assert check_contract(model, graph, pairs, thr, backend, plan)
 
@@ -181,9 +194,11 @@ def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_
 def live_rows_only(monkeypatch):
     """Whether a layer updates every scope row instead of its live ones (Plan.dense_step) follows
     the machine's calibration, measured under whatever load the test session meets (a loaded run
-    once updated 113 rows where 4 were live): off, so that the rows counted are the live ones."""
+    once updated 113 rows where 4 were live): off, so that the rows counted are the live ones; and
+    the probe (run._Run._probe) off unless a test forces it (engine_knobs)."""
     from linkexit_fast.engine.plan import Plan
     monkeypatch.setattr(Plan, "dense_step", lambda self, live, n, masked: False)
+    monkeypatch.setattr(engine_plan, "PROBE", False)
 
 
 def test_engine_skips_work(live_rows_only):
@@ -229,6 +244,45 @@ def test_first_layer_order_scope_and_flops(feats, exit, live_rows_only):
     assert stats.flops_gnn == first + later + heads
 
 
+@pytest.mark.parametrize("backbone", ["gcn", "resgcn", "sas"])
+def test_probe_updates_only_what_the_staying_endpoints_need(backbone, live_rows_only):
+    """With the probe, the first layer updates the rows within L - 1 hops of the endpoints that
+    stay open after the next layer's exit decision (walking through no endpoint that exits there),
+    plus those that exit: counted here from scipy's BFS and the reference forward's exit layers,
+    not from the engine. Scores and exit layers still match the reference."""
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import shortest_path
+    L, n = 3, 3000
+    graph = random_graph(n, 6000, 0, 5)
+    torch.manual_seed(0)
+    model = EarlyExitLinkPredictor(ModelConfig(6, n, hidden=16, layers=L, backbone=backbone, exit="node")).eval()
+    pairs = torch.randint(0, n, (40, 2), generator=torch.Generator().manual_seed(1))
+    thr = gap_threshold(model, graph)
+    ends = pairs.unique()
+    _, res = reference_scores(model, graph, pairs, threshold=thr)
+    layer = res.exit_layer.numpy()  # every node's; the probe before layer 0 decides exits at 1
+    out = ends[res.exit_layer[ends] == 1].numpy()
+    stay = ends[res.exit_layer[ends] > 1].numpy()
+    assert len(out) and len(stay)  # the case the probe is for
+    # Rows that exit at layer 0 (resgcn, sas: their heads judge the input states) or now at 1
+    # lead nowhere; those at 0 are not updated either (freeze).
+    out_mask = np.isin(np.arange(n), out)
+    adj = sp.diags((~out_mask & (layer > 0)).astype(float)) @ graph.to_scipy().tocsr()
+    hops = shortest_path(adj, unweighted=True, indices=stay).min(0)
+    expected = (out_mask | (hops <= L - 1)) & (layer > 0)
+    for probe in (True, False):
+        with engine_knobs(False, probe=probe):
+            for be in ENGINE_BACKENDS:
+                assert check_contract(model, graph, pairs, thr, be, "engine")
+            _, st_ = lf.predict(graph, pairs, thr, model=model, backend="torch", return_stats=True, plan="engine")
+        if probe:
+            assert st_.nodes_probed[0] == int((layer[ends] > 0).sum())  # the endpoints open then
+            assert st_.nodes_updated[0] == int(expected.sum())
+        else:
+            assert sum(st_.nodes_probed) == 0 and st_.nodes_updated[0] > int(expected.sum())
+
+
 def test_sample_mode_matches_reference():
     graph = random_graph(80, 200, 1, 2)
     model = EarlyExitLinkPredictor(ModelConfig(6, 80, hidden=8, layers=4, exit="subgraph")).eval()
@@ -246,14 +300,7 @@ def test_engine_on_citeseer(backend, plan):
     split = lf.datasets.load_heart("citeseer", require_data())
     torch.manual_seed(0)
     model = EarlyExitLinkPredictor(ModelConfig(3703, 3327, hidden=32, layers=4, exit="node")).eval()
-    probe = model(split.graph, mode="threshold", threshold=1.0)
-    # A threshold in the widest gap between judged EXIT probabilities near their median, so no
-    # node sits at a near-tie (where the contract lets backends differ) whatever the weights.
-    p = probe.exit_prob[1:].flatten()
-    p = p[torch.isfinite(p)].sort().values
-    mid = p[len(p) // 4: 3 * len(p) // 4]
-    gap = int((mid[1:] - mid[:-1]).argmax())
-    thr = float(mid[gap] + mid[gap + 1]) / 2
+    thr = gap_threshold(model, split.graph)
     pairs = torch.cat([split.valid_pos, split.valid_neg[:20].reshape(-1, 2)])
     assert check_contract(model, split.graph, pairs, thr, backend, plan)
     assert check_contract(model, split.graph, pairs[:3], thr, backend, plan)

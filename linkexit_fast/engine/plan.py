@@ -23,7 +23,9 @@ with ``row`` the per-row update cost (``k m^2`` MACs of the transform, ``(d+1) m
 aggregation, the exit head), ``fixed`` the per-layer op launches and syncs, and ``R_l`` the rows
 layer ``l`` updates: within ``L - l - 1`` hops of the endpoints still open (reach at the mean
 degree, capped at N), times, under ``freeze``, the share still open; a layer whose live rows
-are nearly all rows updates every row instead (:meth:`Plan.dense_step`). Redo the calibration with ``linkexit-fast calibrate`` (or :func:`calibrate` with
+are nearly all rows updates every row instead (:meth:`Plan.dense_step`). Where the engine probes
+before layer ``l`` (:meth:`Plan.probe`), ``R_l`` counts the endpoints still open after layer
+``l + 1``'s decisions instead, plus the probe's rows and a walk. Redo the calibration with ``linkexit-fast calibrate`` (or :func:`calibrate` with
 ``force=True``) after a hardware or torch change; ``$LINKEXIT_CACHE`` moves the cache folder.
 """
 from __future__ import annotations
@@ -57,6 +59,18 @@ ENGINE_SYNCS_PER_LAYER = 2
 DENSE_SYNCS_PER_LAYER = 1
 # O(N) mask passes per layer of the engine (live rows, exited, open endpoints, nonzero).
 ENGINE_SCANS_PER_LAYER = 6
+# The probe (engine.run._Run._probe: the open endpoints' exits at layer l + 1 decided before layer
+# l updates its rows): taken where the open endpoints are at most PROBE_SHARE of the rows the layer
+# would update (when none exits, its extra work is about that share of the layer) and, once the
+# model's exit profile on the graph is known, only where at least PROBE_MIN_EXIT of them exit at
+# layer l + 1. On the benchmarks' synthetic model (100 pairs, threshold 0.5) it took the 200k- and
+# 1M-node graphs' calls from 31 to 15 and 59 to 30 ms; where no endpoint exits at layer 1
+# (threshold 0.9) the unpaid probe cost 10k pairs on the 200k-node graph 14 %. PROBE None: these
+# rules, on the CPU's index path only (on a GPU the probe's host read and launches were not
+# measured); True / False forces it on / off wherever it applies (tests).
+PROBE_SHARE = 1 / 8
+PROBE_MIN_EXIT = 0.1
+PROBE: Optional[bool] = None
 # States [N, m] up to this size count as cache-resident for the aggregation's cost: its gathers
 # ran about 7x faster per entry on ogbl-ddi (4,267 x 256 floats, 4.4 MB) than on a random 20k-node
 # graph (20 MB) on the 2-core Xeon.
@@ -93,6 +107,19 @@ class Plan:
     # An exit profile was known (so the call need not learn one): saves gnn_stage a second
     # profile lookup, whose parameter scan took 0.23 ms of a 20 ms call.
     profiled: bool = False
+    # That profile: the share of endpoints still open after each layer's exit decisions.
+    open_after: Optional[List[float]] = None
+
+    def probe(self, l: int, open_ends: int, rows: int, on_device: bool = False) -> bool:
+        """Whether the engine probes before layer ``l`` (where the probe applies: node exit under
+        freeze, a head after the layer), with ``open_ends`` endpoints open and ``rows`` rows to
+        update, on the GPU's index path if ``on_device``: see :data:`PROBE_SHARE`."""
+        if PROBE is not None:
+            return PROBE
+        after = self.open_after
+        if on_device:
+            return False
+        return open_ends <= PROBE_SHARE * rows and (after is None or after[l + 1] <= (1 - PROBE_MIN_EXIT) * after[l])
 
     def dense_step(self, live: int, n: int, masked: bool) -> bool:
         """Whether an engine layer with ``live`` of ``n`` rows to update is cheaper updating every
@@ -292,9 +319,16 @@ def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, cos
     dense = sum(n * row + DENSE_OPS_PER_LAYER * costs.op + DENSE_SYNCS_PER_LAYER * costs.sync
                 + (n * m * costs.select if freeze and after[l] < 1.0 else 0.0) for l in ran)
     engine, walk_rows = 0.0, 0.0
+    step.open_after = open_after  # no profile: no exits assumed, so no probe either
     for l in ran:
         hops = L - l - 1  # rows within this many hops of an open endpoint are still needed
         reach = min(float(n), ends * after[l] * (d + 1) ** hops)
+        if (freeze and c.exit == "node" and hops >= 1 and l + 1 >= model.first_exit
+                and open_after is not None and step.probe(l, int(ends * after[l]), int(reach))):
+            # the probe: its rows, then the reach of the endpoints that stay (and those that exit)
+            engine += ends * after[l] * row + ENGINE_OPS_PER_LAYER * costs.op + costs.sync
+            walk_rows += reach
+            reach = min(float(n), ends * after[l + 1] * (d + 1) ** hops + ends * (after[l] - after[l + 1]))
         rows = reach * (after[l] if freeze else 1.0)  # under freeze, exited rows are not updated
         walk_rows += reach if reach < n else 0.0
         masked = freeze and after[l] < 1.0
@@ -320,11 +354,11 @@ def choose(model: EarlyExitLinkPredictor, graph: Graph, ends: int, threshold: fl
     costs = calibrate(ops, device, model.config.hidden)
     m = model.config.hidden
     steps = dict(row=_row_cost(model, n, entries, costs), copy=m * costs.copy, select=m * costs.select)
-    if requested == "engine":
-        return Plan("engine", "requested", **steps)
     after = profile(model, graph, threshold) if model.config.exit != "none" else None
+    if requested == "engine":
+        return Plan("engine", "requested", profiled=after is not None, open_after=after, **steps)
     est = estimate(model, n, entries, ends, costs, after)
     path = min(est, key=est.get)
     known = "no exits" if model.config.exit == "none" else (
         "exit profile of earlier calls on this graph" if after is not None else "no exit profile yet: none assumed")
-    return Plan(path, f"cost model, {known}", est, profiled=after is not None, **steps)
+    return Plan(path, f"cost model, {known}", est, profiled=after is not None, open_after=after, **steps)

@@ -22,6 +22,9 @@ class EngineStats:
     nodes_updated: List[int] = field(default_factory=list)
     edges_aggregated: List[int] = field(default_factory=list)
     nodes_decided: List[int] = field(default_factory=list)
+    # Rows whose layer-l update the probe computed ahead of the layer (open endpoints only, see
+    # engine.run._Run._probe); 0 where none ran. Their MACs are in flops_gnn.
+    nodes_probed: List[int] = field(default_factory=list)
     pairs_resolved: List[int] = field(default_factory=list)  # scored after each layer that ran
     scope_nodes: int = 0
     flops_gnn: float = 0.0

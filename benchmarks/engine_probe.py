@@ -1,0 +1,110 @@
+"""The engine's probe, on and off, side by side: the open endpoints' exits at layer l + 1 decided
+before layer l updates its rows (``linkexit_fast.engine.run._Run._probe``), so that the layer
+updates only what the endpoints that stay open need.
+
+    python benchmarks/engine_probe.py                 # -> benchmarks/results/engine_probe.{md,json}
+    python benchmarks/engine_probe.py --sizes 20000 --rounds 5 --out /tmp/probe
+
+Cells: the planner grid's synthetic graphs (``datasets.synthetic``, mean degree 10, 64 features)
+x 100 and 10k random pairs x thresholds 0.5 and 0.9, and the grid's model (node-exit GCN, L = 3,
+hidden 256, ``freeze``; ``test_engine_bench.synthetic_model``). Every call is a whole ``predict``
+on the engine path (``plan="engine"``): "off" with the probe forced off, "shipped" with the
+planner's rule (``engine.plan.PROBE_SHARE`` and, once the first call has taught it the model's
+exit profile on the graph, ``PROBE_MIN_EXIT``). One uncounted call of each first, then medians
+of interleaved rounds in an order shuffled each round. The two must give the same exit layers
+and scores to 1e-5 (the engine contract), checked on the uncounted calls.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+import linkexit_fast as lf
+from linkexit_fast.datasets import synthetic
+from linkexit_fast.engine import plan as planner
+from linkexit_fast.timing import interleaved_medians
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_engine_bench import synthetic_model  # noqa: E402
+
+VARIANTS = {"off": False, "shipped": None}
+
+
+def measure(graph, pairs, model, threshold: float, rounds: int) -> dict:
+    def call(setting, stats=False):
+        planner.PROBE = setting
+        try:
+            return lf.predict(graph, pairs, threshold, model=model, plan="engine", return_stats=stats)
+        finally:
+            planner.PROBE = None
+    first = {v: call(s, stats=True) for v, s in VARIANTS.items()}  # uncounted; teaches the profile
+    (off, st_off), (on, st_on) = first["off"], first["shipped"]
+    if not torch.equal(st_off.exit_layer, st_on.exit_layer) or float((off - on).abs().max()) > 1e-5:
+        raise SystemExit(f"probe on and off disagree at threshold {threshold}")
+    _, st_on = call(None, stats=True)  # now with the exit profile, as the timed calls run
+    med = interleaved_medians({v: (lambda s=s: call(s)) for v, s in VARIANTS.items()}, rounds, warmup=False)
+    return {"seconds": med, "speedup": med["off"] / med["shipped"],
+            "macs": {"off": st_off.flops_gnn, "shipped": st_on.flops_gnn},
+            "rows": {"off": st_off.nodes_updated, "shipped": st_on.nodes_updated},
+            "probed": st_on.nodes_probed, "max_abs_diff": float((off - on).abs().max())}
+
+
+def render(rows, meta) -> str:
+    lines = ["# The engine's probe: on (the planner's rule) against off", "",
+             f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}.", "",
+             f"Whole `predict` calls on the engine path (`plan=\"engine\"`), medians of {meta['rounds']} "
+             "interleaved rounds after one uncounted call of each (which teaches the planner the "
+             "model's exit profile on the graph). Pairs: uniformly random node pairs. Model: the planner "
+             "grid's node-exit GCN (L = 3, hidden 256, freeze). 'rows per layer': rows each layer "
+             "updated (GNN stage), off -> shipped; 'probed': the rows the probe computed ahead of each "
+             "layer. Scores agree to the 'max diff' column; exit layers are identical.", "",
+             "| graph | pairs | threshold | off ms | shipped ms | speed-up | GNN MACs off -> shipped | "
+             "rows per layer off -> shipped | probed | max diff |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["seconds"]
+        lines.append(f"| synthetic {r['nodes']:,} | {r['pairs']:,} | {r['threshold']} | {1e3 * s['off']:.1f} | "
+                     f"{1e3 * s['shipped']:.1f} | {r['speedup']:.2f}x | {r['macs']['off'] / 1e6:,.0f}M -> "
+                     f"{r['macs']['shipped'] / 1e6:,.0f}M | {r['rows']['off']} -> {r['rows']['shipped']} | "
+                     f"{r['probed']} | {r['max_abs_diff']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="20000,200000,1000000", help="synthetic graph sizes (nodes)")
+    ap.add_argument("--pairs", default="100,10000")
+    ap.add_argument("--thresholds", default="0.5,0.9")
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--out", default="benchmarks/results/engine_probe")
+    args = ap.parse_args(argv)
+    model = synthetic_model()
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        graph = synthetic(n, 10, 64, 50, 0).graph
+        g = torch.Generator().manual_seed(0)
+        for k in (int(s) for s in args.pairs.split(",")):
+            pairs = torch.randint(0, n, (k, 2), generator=g)
+            for t in (float(s) for s in args.thresholds.split(",")):
+                row = dict(nodes=n, pairs=k, threshold=t, **measure(graph, pairs, model, t, args.rounds))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    meta = {"command": "python benchmarks/engine_probe.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+                       f"{torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}",
+            "rounds": args.rounds}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    out.with_suffix(".md").write_text(render(rows, meta))
+    print(render(rows, meta))
+
+
+if __name__ == "__main__":
+    main()
