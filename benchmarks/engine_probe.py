@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -28,7 +26,7 @@ import torch
 import linkexit_fast as lf
 from linkexit_fast.datasets import synthetic
 from linkexit_fast.engine import plan as planner
-from linkexit_fast.timing import interleaved_medians
+from linkexit_fast.timing import interleaved_medians, machine_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engine_bench import synthetic_model  # noqa: E402
@@ -96,8 +94,7 @@ def main(argv=None):
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     meta = {"command": "python benchmarks/engine_probe.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-                       f"{torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}",
+            "machine": machine_label(),
             "rounds": args.rounds}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

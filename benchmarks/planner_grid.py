@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,7 +35,7 @@ import linkexit_fast as lf
 from linkexit_fast.datasets import synthetic
 from linkexit_fast.engine import EngineStats, predict_chunks
 from linkexit_fast.evaluate import flatten_eval_pairs
-from linkexit_fast.timing import interleaved_medians
+from linkexit_fast.timing import interleaved_medians, machine_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engine_bench import case, synthetic_model  # noqa: E402
@@ -193,8 +191,7 @@ def main(argv=None):
             rows.append(row)
             print(json.dumps(row), flush=True)
     meta = {"command": "python benchmarks/planner_grid.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-                       f"{torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}",
+            "machine": machine_label(),
             "rounds": args.rounds, "fast_rounds": args.fast_rounds, "fast_below": args.fast_below,
             "reference_rounds": args.reference_rounds,
             "slow_reference": args.slow_reference}

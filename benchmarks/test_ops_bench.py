@@ -26,7 +26,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -40,7 +39,7 @@ import torch
 
 from linkexit_fast.backends import cpu, torch_ops
 from linkexit_fast.datasets import synthetic
-from linkexit_fast.timing import round_order
+from linkexit_fast.timing import cpu_model, round_order
 
 NUM_NODES, AVG_DEGREE, M, NUM_PAIRS = 1_000_000, 10, 256, 228_000
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -210,14 +209,6 @@ def write_results(command: str, results: Dict[str, dict], ratios: List[dict], co
         lines.append(f"| {r['group']} | {r['case']} | {r['median_s'] * 1e3:.1f} | "
                      f"{r['median_cpu_s'] * 1e3:.1f} | {rate} |")
     (RESULTS / "ops_cpu.md").write_text("\n".join(lines) + "\n")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -3,6 +3,8 @@ the Pareto sweep, the benchmarks and the tests."""
 from __future__ import annotations
 
 import collections
+import os
+import platform
 import random
 import statistics
 import time
@@ -18,6 +20,22 @@ NO_DATA_OPS = {"aten::view", "aten::reshape", "aten::squeeze", "aten::unsqueeze"
                "aten::item", "aten::numpy_T", "aten::narrow", "aten::expand", "aten::_local_scalar_dense"}
 # Device-to-host reads: nonzero (boolean-mask indexing included) and int(t) / bool(t) / t.item().
 SYNC_OPS = {"aten::nonzero", "aten::_local_scalar_dense"}
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (machines here are sometimes an Intel Xeon,
+    sometimes an AMD EPYC: "x86_64" does not tell them apart), else the platform's word for it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def machine_label() -> str:
+    """What a benchmark ran on, for its results file: CPU model, cores, torch, threads, load."""
+    return (f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
 
 
 class _CountToList(TorchFunctionMode):

@@ -116,9 +116,9 @@ class Plan:
         update, on the GPU's index path if ``on_device``: see :data:`PROBE_SHARE`."""
         if PROBE is not None:
             return PROBE
-        after = self.open_after
         if on_device:
             return False
+        after = self.open_after
         return open_ends <= PROBE_SHARE * rows and (after is None or after[l + 1] <= (1 - PROBE_MIN_EXIT) * after[l])
 
     def dense_step(self, live: int, n: int, masked: bool) -> bool:
