@@ -3,6 +3,7 @@ all three against the dense reference, in one run of interleaved rounds per cell
 
     python benchmarks/planner_grid.py                      # -> benchmarks/results/planner_grid.{md,json,png}
     python benchmarks/planner_grid.py --sizes 5000,20000 --rounds 3 --out /tmp/grid
+    python benchmarks/planner_grid.py --sizes 1000000 --pairs all --real ddi --thresholds 0.9 --out /tmp/cells
 
 Cells: synthetic graphs (``datasets.synthetic``, mean degree 10, 64 features) of 5k, 20k, 200k and
 1M nodes x 100, 10k and all test pairs (the split's test positives and its as many random
@@ -44,18 +45,28 @@ THRESHOLDS = (0.5, 0.9, 1.0)
 PATHS = ("auto", "dense", "engine")
 
 
-def workloads(sizes):
-    """(graph label, pairs label, graph, pairs, model) for every cell but the thresholds."""
+PAIRS = ("100", "10k", "all")
+REAL = ("citeseer", "ddi")
+
+
+def workloads(sizes, pairs=PAIRS, real=REAL):
+    """(graph label, pairs label, graph, pairs, model) for every cell but the thresholds: the
+    synthetic graphs of ``sizes`` with the query sets named in ``pairs``, then the ``real`` ones."""
     model = synthetic_model()
     for n in sizes:
         split = synthetic(n, 10, 64, 50, 0)
         g = torch.Generator().manual_seed(0)
         for label, k in (("100", 100), ("10k", 10_000)):
-            yield f"synthetic {n:,}", label, split.graph, torch.randint(0, n, (k, 2), generator=g), model
-        test = flatten_eval_pairs(split.test_pos, split.test_neg)
-        yield f"synthetic {n:,}", f"all test ({len(test):,})", split.graph, test, model
+            queries = torch.randint(0, n, (k, 2), generator=g)  # drawn even when skipped: same pairs
+            if label in pairs:
+                yield f"synthetic {n:,}", label, split.graph, queries, model
+        if "all" in pairs:
+            test = flatten_eval_pairs(split.test_pos, split.test_neg)
+            yield f"synthetic {n:,}", f"all test ({len(test):,})", split.graph, test, model
         del split
     for name, label in (("citeseer-test", "HeaRT test, sampler negatives"), ("ddi-valid", "valid, OGB negatives")):
+        if name.split("-")[0] not in real:
+            continue
         try:
             graph, pairs, model = case(name)
         except (FileNotFoundError, ValueError) as e:
@@ -175,18 +186,27 @@ def main(argv=None):
     ap.add_argument("--reference-rounds", type=int, default=1)
     ap.add_argument("--slow-reference", type=float, default=3.0,
                     help="seconds of one reference call above which it gets --reference-rounds rounds")
-    ap.add_argument("--no-real", action="store_true", help="synthetic graphs only")
+    ap.add_argument("--pairs", default=",".join(PAIRS), help=f"query sets on the synthetic graphs, of {PAIRS}")
+    ap.add_argument("--real", default=",".join(REAL), help=f"real-data cells, of {REAL} ('' for none)")
+    ap.add_argument("--no-real", action="store_true", help="synthetic graphs only (--real '')")
+    ap.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
     ap.add_argument("--out", default="benchmarks/results/planner_grid")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    pairs_sets = [p for p in args.pairs.split(",") if p]
+    real = [] if args.no_real else [r for r in args.real.split(",") if r]
+    thresholds = [float(t) for t in args.thresholds.split(",") if t]
+    for name, given, known in (("--pairs", pairs_sets, PAIRS), ("--real", real, REAL)):
+        if set(given) - set(known):
+            ap.error(f"{name}: unknown {sorted(set(given) - set(known))}; choose from {known}")
+    if any(not 0.0 <= t <= 1.0 for t in thresholds):
+        ap.error("--thresholds must lie in [0, 1]")
     rows = []
-    for graph_label, pairs_label, graph, pairs, model in workloads(sizes):
-        if args.no_real and not graph_label.startswith("synthetic"):
-            continue
-        for t in THRESHOLDS:
+    for graph_label, pairs_label, graph, pairs, model in workloads(sizes, pairs_sets, real):
+        for t in thresholds:
             row = dict(graph=graph_label, pairs=pairs_label, threshold=t, **measure(graph, pairs, model, t, args))
             rows.append(row)
             print(json.dumps(row), flush=True)
