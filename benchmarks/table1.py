@@ -108,7 +108,9 @@ def select(records):
     for key in ("lr", "dropout"):
         grid = grids.setdefault(key + "_grid", {})
         for r in records:
-            grid[str(r[key])] = max(grid.get(str(r[key]), -1.0), r["valid"].get("mrr", -1.0))
+            # a record that is already a selection brings its grid (the runs it was picked from)
+            for value, mrr in r.get(key + "_grid", {str(r[key]): r["valid"].get("mrr", -1.0)}).items():
+                grid[value] = max(grid.get(value, -1.0), mrr)
     return dict(best, **grids)
 
 
@@ -230,9 +232,14 @@ def main(argv=None):
                 dropouts = (cell_dropouts.get((backbone, exit, str(layers))) or args.dropouts
                             or [dataset_defaults(dataset)["model"]["dropout"]])
                 r = best_run(split, dataset, backbone, exit, layers, seed, lrs, dropouts, args)
-                if r is None:  # --cached-only: an earlier run's record, if --records has one
-                    r = next((k for k in kept.get(dataset, {}).get(f"{backbone} {exit} L={layers}", [])
-                              if k["seed"] == seed), None)
+                # --cached-only: an earlier run's record, if --records has one, competes on validation
+                # with the runs found (a grid extended since: only its new runs are under --runs)
+                old = next((k for k in kept.get(dataset, {}).get(f"{backbone} {exit} L={layers}", [])
+                            if k["seed"] == seed), None)
+                if r is None:
+                    r = old
+                elif old is not None and old["lr"] in lrs and old["dropout"] in dropouts:
+                    r = select([r, old])
                 if r is None:  # never trained
                     continue
                 results.setdefault(dataset, {}).setdefault((backbone, exit, layers), []).append(r)
