@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -128,7 +127,8 @@ def main() -> None:
     if args.phase == "query":
         print(json.dumps(query(folder, args.threshold)))
         return
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    from linkexit_fast.timing import cpu_model  # the parent loads the package only for this (its phases run in child processes)
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(),
                "memory_mib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20,
                "torch": torch.__version__, "load_average_before": os.getloadavg()}
     built = _phase("--phase", "build", "--dir", str(folder))

@@ -31,6 +31,7 @@ import torch
 import linkexit_fast as lf
 from linkexit_fast import distributed
 from linkexit_fast.engine import EngineStats, predict_chunks
+from linkexit_fast.timing import cpu_model
 
 OUT = Path("benchmarks/results")
 COMMAND = "python benchmarks/distributed_throughput.py"
@@ -88,10 +89,8 @@ def _rank(folder: str, thresholds, rounds: int) -> dict:
 
 
 def _machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
     mem = next(int(line.split()[1]) // 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
             "torch": torch.__version__, "load_average_before": os.getloadavg()}
 
 

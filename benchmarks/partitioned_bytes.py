@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -34,20 +33,12 @@ import torch
 
 import linkexit_fast as lf
 from linkexit_fast import distributed, partitioned
-from linkexit_fast.timing import interleaved_medians
+from linkexit_fast.timing import cpu_model, interleaved_medians
 
 OUT = Path("benchmarks/results")
 COMMAND = "python benchmarks/partitioned_bytes.py"
 THRESHOLDS = (0.5, 0.9, 1.0)
 NETWORK = {"bandwidth_bytes_per_s": 25e9 / 8, "latency_s": 20e-6, "name": "25 Gb/s, 20 us per message"}
-
-
-def _machine() -> str:
-    """The CPU's model name (platform.processor() is often just the architecture)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else ():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _peak_rss_mb() -> float:
@@ -177,7 +168,7 @@ def main() -> None:
             row[t] = _model_time(_compute_s(runs[ref_compute][t]), ee, s["exchanges"], P)
         model_rows.append(row)
     result = {
-        "command": COMMAND, "machine": _machine(), "cpus": os.cpu_count(), "threads_per_process": 1,
+        "command": COMMAND, "machine": cpu_model(), "cpus": os.cpu_count(), "threads_per_process": 1,
         "workload": {"nodes": graph.num_nodes, "undirected_edges": graph.num_undirected_edges, "pairs": int(pairs.shape[0]),
                      "model": {k: getattr(model.config, k) for k in ("backbone", "exit", "semantics", "layers", "hidden")}},
         "single": {t: {k: v for k, v in d.items() if k != "scores"} for t, d in single.items()},

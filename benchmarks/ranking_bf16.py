@@ -35,7 +35,7 @@ from linkexit_fast.backends.bf16 import bf16_isa  # noqa: E402
 from linkexit_fast.datasets import data_root, load_dataset, load_heart, load_ogbl  # noqa: E402
 from linkexit_fast.metrics import heart_metrics  # noqa: E402
 from linkexit_fast.ranking import exact_heart_metrics  # noqa: E402
-from linkexit_fast.timing import interleaved_times  # noqa: E402
+from linkexit_fast.timing import cpu_model, interleaved_times  # noqa: E402
 
 
 def fp32_eval(graph, pos, neg, model, backend="auto"):
@@ -76,11 +76,6 @@ def _load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def _cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "?")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
@@ -105,7 +100,7 @@ def main():
     # interleaved: load from other users hits every method alike
     times = interleaved_times(methods, args.rounds, warmup=False)
     med = {m: statistics.median(v) for m, v in times.items()}
-    result = {"machine": {"cpu": _cpu_model(), "bf16_isa": bf16_isa(), "threads": torch.get_num_threads(),
+    result = {"machine": {"cpu": cpu_model(), "bf16_isa": bf16_isa(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__, "python": platform.python_version(),
                           "load_before": load_before, "load_after": _load()},
               "command": "LINKEXIT_DATA=/work/shared/data python benchmarks/ranking_bf16.py"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -26,7 +25,7 @@ import torch
 import linkexit_fast as lf
 from linkexit_fast.datasets import data_root, load_heart, load_ogbl, synthetic
 from linkexit_fast.evaluate import flatten_eval_pairs
-from linkexit_fast.timing import median_time, round_order
+from linkexit_fast.timing import machine_label, median_time, round_order
 
 RUNS = Path(os.environ.get("LINKEXIT_BENCH_RUNS", "runs/bench"))
 THRESHOLD = 0.9
@@ -208,8 +207,7 @@ def main():
     bound = 2 * (big.rowptr.numel() * 8 + big.col.numel() * 8 + big.x.numel() * 4 + 2 * big.num_nodes * m * 4)
     meta = {"command": "python benchmarks/test_engine_bench.py " + " ".join(sys.argv[1:]),
             "rounds": args.rounds,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                       f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}",
+            "machine": machine_label(),
             "threshold": THRESHOLD, "memory_bound_mib_1M": bound / 2**20}
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = ["# Engine benchmarks (CPU)", "", f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}.",
