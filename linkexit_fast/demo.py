@@ -17,7 +17,6 @@ positives, shared by all positives (the "existing setting"), not HeaRT's hard ne
 """
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping
@@ -27,7 +26,7 @@ import torch
 from .engine import EngineStats, predict, predict_chunks
 from .models import EarlyExitLinkPredictor
 from .report import DEFAULT_THRESHOLD
-from .timing import interleaved_medians
+from .timing import cpu_model, interleaved_medians
 
 __all__ = ["DemoConfig", "run_demo", "chance_metrics", "interleaved_medians"]
 
@@ -73,7 +72,7 @@ def chance_metrics(num_negatives: int, ks=(10, 20, 50, 100)) -> Dict[str, float]
 
 
 def _machine() -> str:
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} torch threads"
 
 
 def _fmt(metrics: Mapping[str, float], keys) -> str:
