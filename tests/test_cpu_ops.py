@@ -248,6 +248,49 @@ def test_hop_distance_path_graph():
     assert dist.tolist() == [0, 1, 2, UNREACHED, UNREACHED] and reached.tolist() == [0, 1, 2]
 
 
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), degrees=st.lists(DEGREE, min_size=1, max_size=40),
+       hops=st.integers(0, 5), frac=st.floats(0.0, 1.0), repeat=st.booleans(),
+       max_fraction=st.sampled_from([0.0, 0.3, 0.8, 1.0]))
+def test_scope_csr_matches_scipy(seed, degrees, hops, frac, repeat, max_fraction):
+    """The C++ compaction against scipy's BFS and a local CSR built here with numpy: the rows
+    within ``hops`` of ``ends`` in increasing order, their distances, and the entries of the rows
+    inside ``hops`` renumbered by position (rows at ``hops`` keep none); not compacted, the hop
+    distance of every row."""
+    import numpy as np
+    gen = torch.Generator().manual_seed(seed)
+    n = len(degrees)
+    rowptr, col, _ = random_csr(gen, degrees, n)
+    ends = torch.randperm(n, generator=gen)[:max(1, int(frac * n))]
+    if repeat:
+        ends = torch.cat([ends, ends.flip(0)])
+    d = scipy_hop_distance(rowptr, col, ends, hops, None).numpy()
+    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, ends, hops, max_fraction)
+    reached = np.flatnonzero(d != UNREACHED)
+    if not len(reached) < max_fraction * n:
+        assert nodes.numel() == rowptr_l.numel() == col_l.numel() == 0
+        assert dist.tolist() == d.tolist()
+        return
+    rp, c = rowptr.numpy(), col.numpy()
+    inner = [r for r in reached if d[r] < hops]
+    expected_col = [np.searchsorted(reached, c[rp[r]:rp[r + 1]]) for r in inner]
+    counts = [rp[r + 1] - rp[r] if d[r] < hops else 0 for r in reached]
+    assert nodes.tolist() == reached.tolist()
+    assert dist.tolist() == d[reached].tolist()
+    assert rowptr_l.tolist() == [0] + np.cumsum(counts, dtype=np.int64).tolist()
+    assert col_l.tolist() == (np.concatenate(expected_col).tolist() if inner else [])
+
+
+def test_scope_csr_path_graph():
+    """A path 0-1-2-3-4 from row 1 within one hop (independently: by hand): rows 0, 1, 2; row 1
+    keeps its entries (to 0 and 2: local 0 and 2), rows 0 and 2 sit at the boundary."""
+    rowptr = torch.tensor([0, 1, 3, 5, 7, 8])
+    col = torch.tensor([1, 0, 2, 1, 3, 2, 4, 3])
+    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, torch.tensor([1]), 1, 0.8)
+    assert nodes.tolist() == [0, 1, 2] and dist.tolist() == [1, 0, 1]
+    assert rowptr_l.tolist() == [0, 0, 2, 2] and col_l.tolist() == [0, 2]
+
+
 # ---------------------------------------------------------------------- errors, never crashes
 def small_graph():
     rowptr = torch.tensor([0, 2, 2, 5])
@@ -370,6 +413,30 @@ def test_hop_distance_rejects_bad_input():
     for args, name in cases:
         with pytest.raises(RuntimeError, match=name):
             cpu.hop_distance(*args)
+
+
+def test_scope_csr_rejects_bad_input_and_stays_right():
+    """Bad input raises naming it; a call that raised midway leaves the op's per-thread row map
+    as it found it, so the next call is still right (rows 0-2 of small_graph, by hand)."""
+    rowptr, col, _, _ = small_graph()
+    cases = [
+        ((rowptr, col, torch.tensor([3]), 2, 0.8), r"ends\[0\] = 3 is outside \[0, 3\)"),
+        ((rowptr, torch.tensor([1, 7, 0, 1, 2]), torch.tensor([0]), 2, 0.8), r"col\[1\] = 7 is outside \[0, 3\)"),
+        ((torch.tensor([0, 4, 2, 5]), col, torch.tensor([1]), 2, 0.8), r"rowptr\[1..2\] = \[4, 2\) is not a range"),
+        ((rowptr, col, torch.tensor([0]), -1, 0.8), "hops must be >= 0"),
+        ((rowptr, col, torch.tensor([0]), 2, 1.5), r"max_fraction must be in \[0, 1\]"),
+        ((rowptr, col.float(), torch.tensor([0]), 2, 0.8), "'col'"),
+        ((rowptr, col, torch.tensor([[0]]), 2, 0.8), "'ends'"),
+        ((rowptr[:0], col, torch.tensor([0]), 2, 0.8), "rowptr must hold"),
+    ]
+    for args, name in cases:
+        with pytest.raises(RuntimeError, match=name):
+            cpu.scope_csr(*args)
+    # Rows 0 -> {1, 2}, 1 -> {}, 2 -> {0, 1, 2}: from row 1, nothing beyond it.
+    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, torch.tensor([1]), 2, 1.0)
+    assert nodes.tolist() == [1] and dist.tolist() == [0] and rowptr_l.tolist() == [0, 0]
+    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, torch.tensor([0]), 1, 1.0)  # every row: not compacted
+    assert dist.tolist() == [0, 1, 1] and nodes.numel() == rowptr_l.numel() == col_l.numel() == 0
 
 
 def test_falls_back_to_torch_with_one_warning(monkeypatch):

@@ -190,6 +190,26 @@ def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_
         scope.SPARSE_FRONTIER = default
 
 
+@pytest.mark.skipif("cpu" not in ENGINE_BACKENDS, reason="the C++ ops are unavailable")
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 60), e=st.integers(0, 200), hubs=st.integers(0, 2), seed=st.integers(0, 10**6),
+       hops=st.integers(0, 4), frac=st.floats(0.0, 1.0), self_loops=st.booleans())
+def test_compact_in_cpp_matches_torch(n, e, hubs, seed, hops, frac, self_loops):
+    """The C++ compaction (the cpu backend's scope_csr) gives the scope the torch path gives, field
+    by field: rows, local CSR and weights, endpoints, distances, degrees, self-loop weights."""
+    from linkexit_fast.backends import cpu
+    graph = random_graph(n, e, hubs, seed)
+    g = torch.Generator().manual_seed(seed)
+    ends = torch.randperm(n, generator=g)[:max(1, int(frac * n))].sort().values
+    fast = scope.compact(graph, ends, hops, self_loops, ops=cpu)
+    spec = scope.compact(graph, ends, hops, self_loops, ops=None)
+    for field in ("rowptr", "col", "weight", "nodes", "ends", "dist", "deg", "self_weight"):
+        a, b = getattr(fast, field), getattr(spec, field)
+        assert (a is None) == (b is None), field
+        assert a is None or torch.equal(a, b), field
+    assert fast.radius == spec.radius
+
+
 @pytest.fixture
 def live_rows_only(monkeypatch):
     """Whether a layer updates every scope row instead of its live ones (Plan.dense_step) follows

@@ -1,6 +1,7 @@
 """The engine's three ops in C++ with OpenMP (``csrc/``): same signatures and return conventions
 as :mod:`linkexit_fast.backends.torch_ops`, the specification they are tested against; and the
-scope walk (:func:`hop_distance`), whose specification is the engine's torch walk.
+scope walk and compaction (:func:`hop_distance`, :func:`scope_csr`), whose specifications are the
+engine's torch walk and compaction.
 
 The compiled ops come from ``linkexit_fast._C`` when ``setup.py`` built it; otherwise ``csrc/`` is
 compiled just-in-time on first use and cached in torch's extension folder. If neither works,
@@ -17,11 +18,11 @@ import torch
 
 from . import torch_ops
 
-__all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "bf16_isa",
-           "score_pairs_bf16"]
+__all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr",
+           "bf16_isa", "score_pairs_bf16"]
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
-_OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance")
+_OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr")
 _lock = threading.Lock()
 _state: dict = {}  # "error": None once the ops are registered, else why they are not
 _warned = False
@@ -176,6 +177,29 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
     return torch.ops.linkexit_fast.hop_distance(
         _index(rowptr), _index(col), _index(sources), int(max_hops),
         None if passable is None else passable.contiguous(), bool(return_reached))
+
+
+def scope_csr(rowptr: torch.Tensor, col: torch.Tensor, ends: torch.Tensor, hops: int, max_fraction: float
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The engine's scope compaction (:func:`linkexit_fast.engine.scope.compact`, whose torch path
+    is the specification) in one serial pass: a BFS of at most ``hops`` hops from ``ends`` (row
+    ids in ``[0, R)``, repeats allowed) over the CSR ``rowptr [R+1]``, ``col [nnz]``; ``k`` rows
+    are reached.
+
+    ``k < max_fraction * R``: returns ``(nodes [k], dist [k], rowptr_l [k+1], col_l [e])``, the
+    reached rows in increasing order, their hop distances, and the CSR, in local ids, of the rows
+    with ``dist < hops`` (rows at ``hops`` get no entries). Otherwise ``(empty, dist [R], empty,
+    empty)`` with ``dist`` as :func:`hop_distance` gives it. O(reached rows + their entries); each
+    calling thread keeps one int32 per row between calls (for global-to-local ids) so that a small
+    scope touches nothing of the graph's size. Raises RuntimeError naming the argument for a wrong
+    dtype or shape, an ``ends`` or ``col`` entry outside ``[0, R)``, a ``rowptr`` range that is not
+    one, ``hops < 0``, ``max_fraction`` outside ``[0, 1]``, or when the C++ ops are unavailable.
+    """
+    error = _load_error()
+    if error is not None:
+        raise RuntimeError(f"scope_csr: the C++ ops are unavailable: {error}")
+    return torch.ops.linkexit_fast.scope_csr(_index(rowptr), _index(col), _index(ends), int(hops),
+                                             float(max_fraction))
 
 
 def bf16_isa() -> Optional[str]:

@@ -28,6 +28,9 @@ SPARSE_FRONTIER = 1 / 64
 # 1,737 endpoints of mean degree 500 reached 4,197 rows in one hop, and at layer 1 the 1,269
 # endpoints still needed reached 4,141 (benchmarks/results/gpu_notes.md, second lease).
 SATURATED = 8
+# A scope of at least this fraction of the rows runs on the graph's own CSR: a local copy would
+# spare few rows for the cost of building it.
+COMPACT_BELOW = 0.8
 
 
 def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor, max_hops: int,
@@ -152,42 +155,52 @@ class Scope:
 def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk: bool = True,
             ops: Optional[ModuleType] = None) -> Scope:
     """The scope of endpoints ``ends`` (sorted unique global ids): every row within ``hops`` of
-    one, compacted when that is a small part of the graph. ``walk=False``: every row, no walk.
-    ``ops``: the backend (see :func:`hop_distance`)."""
+    one, compacted when that is under ``COMPACT_BELOW`` of the rows. ``walk=False``: every row, no
+    walk. ``ops``: the backend; its ``scope_csr`` op (the C++ one) walks and compacts in one pass
+    on the CPU's index path, else the torch path below, the specification it is tested against."""
     n_glob = graph.num_nodes
     dev = graph.rowptr.device
+    native = None if sync_free(graph.rowptr) else getattr(ops, "scope_csr", None)
+    nodes = None
     if not walk or not walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
         # One hop would reach every row: all rows count as within one hop (a superset of the
         # true scope, so nothing changes but possibly a few more updates), none is compacted.
         dist = torch.ones(n_glob, dtype=torch.int64, device=dev).scatter_(0, ends, 0)
-        scope, radius = None, 1
+        radius = 1
+    elif native is not None:
+        nodes, dist, rowptr, col = native(graph.rowptr, graph.col, ends, hops, COMPACT_BELOW)
+        if rowptr.numel() == 0:  # not compacted: dist is over every row
+            nodes = None
+        local_ends = None if nodes is None else torch.searchsorted(nodes, ends)
+        radius = None if nodes is None else hops  # rows out of reach stay UNREACHED
     else:
         dist, scope = hop_distance(graph.rowptr, graph.col, ends, hops, row_of=lambda: graph.row,
                                    symmetric=True, return_reached=True, ops=ops)
-        radius = None  # rows out of reach stay UNREACHED, unless compacted away below
-    dinv = graph.dinv(self_loops)
-    if scope is not None and scope.numel() < 0.8 * n_glob:
-        g2l = torch.full((n_glob,), -1, dtype=torch.int64, device=dev)
-        g2l.scatter_(0, scope, torch.arange(scope.numel(), device=dev))
-        inner = scope[at(dist, scope) < hops]  # boundary rows are read, never updated
-        pos, seg = csr_gather(graph.rowptr, inner)
-        row_g, col_g = at(inner, seg), at(graph.col, pos)
-        counts = torch.zeros(scope.numel(), dtype=torch.int64, device=dev)
-        counts.scatter_(0, at(g2l, inner), at(graph.rowptr, inner + 1) - at(graph.rowptr, inner))
-        rowptr = torch.zeros(scope.numel() + 1, dtype=torch.int64, device=dev)
-        torch.cumsum(counts, 0, out=rowptr[1:])
-        col = at(g2l, col_g)
-        weight = at(dinv, row_g) * at(dinv, col_g)
-        nodes, local_ends, radius = scope, at(g2l, ends), hops
-    else:
-        rowptr, col, nodes, local_ends = graph.rowptr, graph.col, None, ends
+        radius = None
+        if scope.numel() < COMPACT_BELOW * n_glob:
+            g2l = torch.full((n_glob,), -1, dtype=torch.int64, device=dev)
+            g2l.scatter_(0, scope, torch.arange(scope.numel(), device=dev))
+            inner = scope[at(dist, scope) < hops]  # boundary rows are read, never updated
+            pos, _ = csr_gather(graph.rowptr, inner)
+            counts = torch.zeros(scope.numel(), dtype=torch.int64, device=dev)
+            counts.scatter_(0, at(g2l, inner), at(graph.rowptr, inner + 1) - at(graph.rowptr, inner))
+            rowptr = torch.zeros(scope.numel() + 1, dtype=torch.int64, device=dev)
+            torch.cumsum(counts, 0, out=rowptr[1:])
+            col = at(g2l, at(graph.col, pos))
+            nodes, local_ends, radius, dist = scope, at(g2l, ends), hops, at(dist, scope)
+    row = None
+    if nodes is None:
+        rowptr, col, local_ends = graph.rowptr, graph.col, ends
         weight = graph.edge_weight(self_loops)
-    dist = dist if nodes is None else at(dist, scope)
-    deg = graph.deg if nodes is None else at(graph.deg, scope)
-    self_weight = None
-    if self_loops:
-        self_weight = graph.self_loop_weight() if nodes is None else at(graph.self_loop_weight(), scope)
-    return Scope(graph, rowptr, col, weight, nodes, local_ends, dist, radius, deg, self_weight, ops)
+        deg = graph.deg
+        self_weight = graph.self_loop_weight() if self_loops else None
+    else:
+        row = entry_rows(rowptr)
+        dinv = at(graph.dinv(self_loops), nodes)
+        weight = at(dinv, row) * at(dinv, col)
+        deg = at(graph.deg, nodes)
+        self_weight = at(graph.self_loop_weight(), nodes) if self_loops else None
+    return Scope(graph, rowptr, col, weight, nodes, local_ends, dist, radius, deg, self_weight, ops, row)
 
 
 def endpoints(ids: torch.Tensor, n: int) -> torch.Tensor:
