@@ -28,6 +28,9 @@ SPARSE_FRONTIER = 1 / 64
 # 1,737 endpoints of mean degree 500 reached 4,197 rows in one hop, and at layer 1 the 1,269
 # endpoints still needed reached 4,141 (benchmarks/results/gpu_notes.md, second lease).
 SATURATED = 8
+# Whether compact uses the backend's scope_csr op where it has one (False: the torch path, its
+# specification; benchmarks/engine_variants.py times the two side by side).
+NATIVE_COMPACT = True
 # A scope of at least this fraction of the rows runs on the graph's own CSR: a local copy would
 # spare few rows for the cost of building it.
 COMPACT_BELOW = 0.8
@@ -160,7 +163,7 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
     on the CPU's index path, else the torch path below, the specification it is tested against."""
     n_glob = graph.num_nodes
     dev = graph.rowptr.device
-    native = None if sync_free(graph.rowptr) else getattr(ops, "scope_csr", None)
+    native = getattr(ops, "scope_csr", None) if NATIVE_COMPACT and not sync_free(graph.rowptr) else None
     nodes = None
     if not walk or not walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
         # One hop would reach every row: all rows count as within one hop (a superset of the

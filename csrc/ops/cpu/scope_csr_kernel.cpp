@@ -11,8 +11,10 @@ namespace ops {
 namespace {
 
 constexpr int64_t kUnreached = int64_t{1} << 30;  // engine/scope.py's UNREACHED
-// Software prefetch distance, in list entries.
+// Software prefetch distance, in list entries, and the neighbour ids gathered before they are
+// marked (a bound on the op's scratch, whatever the frontier's degrees).
 constexpr size_t kAhead = 16;
+constexpr size_t kChunk = size_t{1} << 16;
 
 // One int32 per row, -1 between calls, kept by each calling thread: a call marks the rows it
 // reaches and unmarks exactly those when it returns (or throws), so a query whose scope is a few
@@ -59,10 +61,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_kernel(
     }
   }
   // Every access here is a cache miss on a large graph (a 100-pair query on the 1M-node graph
-  // reads ~50k scattered entries of rowptr, col and the map). Each hop therefore runs in two
+  // reads ~50k scattered entries of rowptr, col and the map). A narrow hop therefore runs in two
   // passes of independent loads with software prefetch ahead of use, so that many misses are in
-  // flight at once rather than one per test-and-branch: first the frontier's neighbour lists,
-  // then the map entries of those neighbours.
+  // flight at once rather than one per test-and-branch: first a chunk of the frontier's neighbour
+  // lists, then the map entries of those neighbours.
   auto check_range = [&](int64_t u) {
     const int64_t lo = rowptr[u], hi = rowptr[u + 1];
     TORCH_CHECK(0 <= lo && lo <= hi && hi <= nnz, "scope_csr: rowptr[", u, "..", u + 1, "] = [", lo,
@@ -71,7 +73,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_kernel(
   auto check_col = [&](int64_t e) {
     TORCH_CHECK(col[e] >= 0 && col[e] < n, "scope_csr: col[", e, "] = ", col[e], " is outside [0, ", n, ")");
   };
-  std::vector<int64_t> nbrs;
+  std::vector<int64_t> nbrs;  // at most kChunk + one row's entries: memory O(max degree)
   auto visit = [&](int32_t hop) {  // marks the new rows among nbrs
     const size_t count = nbrs.size();
     for (size_t j = 0; j < count; ++j) {
@@ -82,17 +84,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_kernel(
         queue.push_back(v);
       }
     }
+    nbrs.clear();
   };
   size_t begin = 0;
   for (int32_t hop = 1; hop <= hops && begin < queue.size(); ++hop) {
-    const size_t end = queue.size();
-    nbrs.clear();
+    const size_t end = queue.size();  // rows pushed while this hop runs are the next hop's
     if (static_cast<int64_t>(end - begin) * 16 < n) {
       for (size_t q = begin; q < end; ++q) {
         if (q + 2 * kAhead < end) __builtin_prefetch(&rowptr[queue[q + 2 * kAhead]]);
         if (q + kAhead < end) {
-          const int64_t ahead = queue[q + kAhead];
-          const int64_t lo = rowptr[ahead];
+          const int64_t lo = rowptr[queue[q + kAhead]];
           if (lo >= 0 && lo < nnz) __builtin_prefetch(&col[lo]);
         }
         const int64_t u = queue[q];
@@ -101,18 +102,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_kernel(
           check_col(e);
           nbrs.push_back(col[e]);
         }
+        if (nbrs.size() >= kChunk) visit(hop);
       }
+      visit(hop);
     } else {  // a wide frontier in row order: col read front to back (see hop_distance_kernel)
       for (int64_t u = 0; u < n; ++u) {
         if (map[u] != hop - 1) continue;
         check_range(u);
         for (int64_t e = rowptr[u]; e < rowptr[u + 1]; ++e) {
           check_col(e);
-          nbrs.push_back(col[e]);
+          const int64_t v = col[e];
+          if (map[v] < 0) {
+            map[v] = hop;
+            queue.push_back(v);
+          }
         }
       }
     }
-    visit(hop);
     begin = end;
   }
 
