@@ -72,7 +72,8 @@ def measure(graph, pairs, model, threshold: float, rounds: int, variants: dict) 
     (off, st_off), (on, st_on) = first["off"], first["shipped"]
     if not torch.equal(st_off.exit_layer, st_on.exit_layer) or float((off - on).abs().max()) > 1e-5:
         raise SystemExit(f"the two variants disagree at threshold {threshold}")
-    _, st_on = call("shipped", stats=True)  # now with the exit profile, as the timed calls run
+    # Rows and MACs of both once the profile is known, as the timed calls run.
+    (_, st_off), (_, st_on) = call("off", stats=True), call("shipped", stats=True)
     med = interleaved_medians({v: (lambda v=v: call(v)) for v in variants}, rounds, warmup=False)
     return {"seconds": med, "speedup": med["off"] / med["shipped"],
             "macs": {"off": st_off.flops_gnn, "shipped": st_on.flops_gnn},
