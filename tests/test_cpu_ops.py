@@ -216,6 +216,18 @@ def scipy_hop_distance(rowptr, col, sources, max_hops, passable):
     return torch.from_numpy(d).long()
 
 
+def random_walk_case(seed, degrees, frac, repeat):
+    """(gen, n, rowptr, col, sources) for the walks' tests: a random CSR with ``degrees``, sources
+    from one row to all of them (``frac``), each given twice when ``repeat``."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(degrees)
+    rowptr, col, _ = random_csr(gen, degrees, n)
+    sources = torch.randperm(n, generator=gen)[:max(1, int(frac * n))]
+    if repeat:
+        sources = torch.cat([sources, sources.flip(0)])
+    return gen, n, rowptr, col, sources
+
+
 @PROPERTY
 @given(seed=st.integers(0, 2**31 - 1), degrees=st.lists(DEGREE, min_size=1, max_size=40),
        max_hops=st.integers(0, 6), frac=st.floats(0.0, 1.0), with_passable=st.booleans(),
@@ -223,12 +235,7 @@ def scipy_hop_distance(rowptr, col, sources, max_hops, passable):
 def test_hop_distance_matches_scipy(seed, degrees, max_hops, frac, with_passable, repeat):
     """The C++ scope walk against scipy's BFS, on directed CSRs with hubs and isolated rows,
     sources from one row to all of them (repeated or not), with and without impassable rows."""
-    gen = torch.Generator().manual_seed(seed)
-    n = len(degrees)
-    rowptr, col, _ = random_csr(gen, degrees, n)
-    sources = torch.randperm(n, generator=gen)[:max(1, int(frac * n))]
-    if repeat:
-        sources = torch.cat([sources, sources.flip(0)])
+    gen, n, rowptr, col, sources = random_walk_case(seed, degrees, frac, repeat)
     passable = torch.rand(n, generator=gen) < 0.7 if with_passable else None
     expected = scipy_hop_distance(rowptr, col, sources, max_hops, passable)
     dist, reached = cpu.hop_distance(rowptr, col, sources, max_hops, passable, return_reached=True)
@@ -258,12 +265,7 @@ def test_scope_csr_matches_scipy(seed, degrees, hops, frac, repeat, max_fraction
     inside ``hops`` renumbered by position (rows at ``hops`` keep none); not compacted, the hop
     distance of every row."""
     import numpy as np
-    gen = torch.Generator().manual_seed(seed)
-    n = len(degrees)
-    rowptr, col, _ = random_csr(gen, degrees, n)
-    ends = torch.randperm(n, generator=gen)[:max(1, int(frac * n))]
-    if repeat:
-        ends = torch.cat([ends, ends.flip(0)])
+    _, n, rowptr, col, ends = random_walk_case(seed, degrees, frac, repeat)
     d = scipy_hop_distance(rowptr, col, ends, hops, None).numpy()
     nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, ends, hops, max_fraction)
     reached = np.flatnonzero(d != UNREACHED)

@@ -6,6 +6,9 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include <cstdint>
+#include <limits>
+
 namespace linkexit_fast {
 namespace ops {
 
@@ -30,6 +33,8 @@ void check_hop_distance_args(const at::Tensor& rowptr, const at::Tensor& col,
   at::checkDim(c, sources_arg, 1);
   at::checkSameType(c, rowptr_arg, sources_arg);
   TORCH_CHECK(max_hops >= 0, "hop_distance: max_hops must be >= 0; got ", max_hops);
+  TORCH_CHECK(rowptr.numel() - 1 < std::numeric_limits<int32_t>::max(),
+              "hop_distance: at most 2^31 - 2 rows; got ", rowptr.numel() - 1);
   if (passable.has_value()) {
     at::TensorArg arg{*passable, "passable", 5};
     at::checkScalarType(c, arg, at::kBool);

@@ -175,6 +175,7 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
         if rowptr.numel() == 0:  # not compacted: dist is over every row
             nodes = None
         local_ends = None if nodes is None else torch.searchsorted(nodes, ends)
+        row = None if nodes is None else entry_rows(rowptr)  # the CPU's index path: no sync
         radius = None if nodes is None else hops  # rows out of reach stay UNREACHED
     else:
         dist, scope = hop_distance(graph.rowptr, graph.col, ends, hops, row_of=lambda: graph.row,
@@ -184,21 +185,20 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
             g2l = torch.full((n_glob,), -1, dtype=torch.int64, device=dev)
             g2l.scatter_(0, scope, torch.arange(scope.numel(), device=dev))
             inner = scope[at(dist, scope) < hops]  # boundary rows are read, never updated
-            pos, _ = csr_gather(graph.rowptr, inner)
+            pos, seg = csr_gather(graph.rowptr, inner)
             counts = torch.zeros(scope.numel(), dtype=torch.int64, device=dev)
             counts.scatter_(0, at(g2l, inner), at(graph.rowptr, inner + 1) - at(graph.rowptr, inner))
             rowptr = torch.zeros(scope.numel() + 1, dtype=torch.int64, device=dev)
             torch.cumsum(counts, 0, out=rowptr[1:])
-            col = at(g2l, at(graph.col, pos))
+            col, row = at(g2l, at(graph.col, pos)), at(g2l, at(inner, seg))
             nodes, local_ends, radius, dist = scope, at(g2l, ends), hops, at(dist, scope)
-    row = None
     if nodes is None:
+        row = None
         rowptr, col, local_ends = graph.rowptr, graph.col, ends
         weight = graph.edge_weight(self_loops)
         deg = graph.deg
         self_weight = graph.self_loop_weight() if self_loops else None
     else:
-        row = entry_rows(rowptr)
         dinv = at(graph.dinv(self_loops), nodes)
         weight = at(dinv, row) * at(dinv, col)
         deg = at(graph.deg, nodes)
