@@ -13,7 +13,12 @@ if not torch.cuda.is_available():
 # The planner's calibration cache (engine/plan.py) goes to a fresh folder per session, not $HOME.
 os.environ.setdefault("LINKEXIT_CACHE", tempfile.mkdtemp(prefix="linkexit-cache-"))
 
-DATA = Path(os.environ.get("LINKEXIT_DATA", "../shared/data"))
+from linkexit_fast.datasets import data_root as package_data_root  # noqa: E402 (after the environment)
+
+# The package's own data-root resolution ($LINKEXIT_DATA, else ../shared/data from here or beside
+# the repository), made absolute: tests symlink files out of it, and a relative target would
+# resolve against the link's folder, not the working directory.
+DATA = package_data_root().resolve()
 
 
 def require_data(*parts) -> Path:
