@@ -63,5 +63,11 @@ TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
       "Tensor? self_weight=None, Tensor? cache=None, int? pass_cols=None) -> Tensor");
 }
 
+// The CPU kernel (cpu/aggregate_rows_kernel.cpp), registered here so that its file need not include
+// torch/library.h, several seconds of compile for each file that does.
+TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
+  m.impl("aggregate_rows", TORCH_FN(aggregate_rows_cpu));
+}
+
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 
@@ -31,6 +31,9 @@ void check_aggregate_rows_args(const at::Tensor& rowptr, const at::Tensor& col,
                                const std::optional<at::Tensor>& self_weight,
                                const std::optional<at::Tensor>& cache,
                                std::optional<int64_t> pass_cols);
+
+// The CPU kernel (cpu/aggregate_rows_kernel.cpp), registered for the CPU by aggregate_rows.cpp.
+decltype(aggregate_rows) aggregate_rows_cpu;
 
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -51,5 +51,11 @@ TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
       "Tensor? w_nu=None, Tensor? b_nu=None, float tau0=0.0) -> (Tensor, Tensor, Tensor)");
 }
 
+// The CPU kernel (cpu/exit_decision_kernel.cpp), registered here so that its file need not include
+// torch/library.h, several seconds of compile for each file that does.
+TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
+  m.impl("exit_decision", TORCH_FN(exit_decision_cpu));
+}
+
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 #include <tuple>
@@ -30,6 +30,9 @@ void check_exit_decision_args(const at::Tensor& h, const at::Tensor& w1, const a
                               const at::Tensor& w2, const at::Tensor& b2,
                               const std::optional<at::Tensor>& w_nu,
                               const std::optional<at::Tensor>& b_nu);
+
+// The CPU kernel (cpu/exit_decision_kernel.cpp), registered for the CPU by exit_decision.cpp.
+decltype(exit_decision) exit_decision_cpu;
 
 }  // namespace ops
 }  // namespace linkexit_fast

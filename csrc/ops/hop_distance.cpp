@@ -49,5 +49,11 @@ TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
       "Tensor? passable=None, bool return_reached=False) -> (Tensor, Tensor)");
 }
 
+// The CPU kernel (cpu/hop_distance_kernel.cpp), registered here so that its file need not include
+// torch/library.h, several seconds of compile for each file that does.
+TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
+  m.impl("hop_distance", TORCH_FN(hop_distance_cpu));
+}
+
 }  // namespace ops
 }  // namespace linkexit_fast

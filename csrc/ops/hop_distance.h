@@ -1,6 +1,6 @@
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 #include <tuple>
@@ -25,6 +25,9 @@ std::tuple<at::Tensor, at::Tensor> hop_distance(const at::Tensor& rowptr, const 
 void check_hop_distance_args(const at::Tensor& rowptr, const at::Tensor& col,
                              const at::Tensor& sources, int64_t max_hops,
                              const std::optional<at::Tensor>& passable);
+
+// The CPU kernel (cpu/hop_distance_kernel.cpp), registered for the CPU by hop_distance.cpp.
+decltype(hop_distance) hop_distance_cpu;
 
 }  // namespace ops
 }  // namespace linkexit_fast

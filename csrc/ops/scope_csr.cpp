@@ -42,5 +42,11 @@ TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
         "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
+// The CPU kernel (cpu/scope_csr_kernel.cpp), registered here so that its file need not include
+// torch/library.h, several seconds of compile for each file that does.
+TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
+  m.impl("scope_csr", TORCH_FN(scope_csr_cpu));
+}
+
 }  // namespace ops
 }  // namespace linkexit_fast

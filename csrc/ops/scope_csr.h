@@ -1,6 +1,6 @@
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 
@@ -27,6 +27,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr(const at::T
 
 void check_scope_csr_args(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& ends,
                           int64_t hops, double max_fraction);
+
+// The CPU kernel (cpu/scope_csr_kernel.cpp), registered for the CPU by scope_csr.cpp.
+decltype(scope_csr) scope_csr_cpu;
 
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -69,5 +69,11 @@ TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
       "int? block=None) -> Tensor");
 }
 
+// The CPU kernel (cpu/score_pairs_kernel.cpp), registered here so that its file need not include
+// torch/library.h, several seconds of compile for each file that does.
+TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
+  m.impl("score_pairs", TORCH_FN(score_pairs_cpu));
+}
+
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/TensorUtils.h>
 
 #include <optional>
@@ -28,6 +28,9 @@ void check_pair_inputs(at::CheckedFrom op, const at::Tensor& z, const at::Tensor
 void check_score_pairs_args(const at::Tensor& z, const at::Tensor& u, const at::Tensor& v,
                             at::TensorList weights, at::TensorList biases,
                             std::optional<int64_t> block);
+
+// The CPU kernel (cpu/score_pairs_kernel.cpp), registered for the CPU by score_pairs.cpp.
+decltype(score_pairs) score_pairs_cpu;
 
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -71,5 +71,13 @@ TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
   m.def("bf16_cpu_isa() -> str", [] { return bf16_cpu_isa(); });
 }
 
+// The CPU kernel (cpu/score_pairs_bf16_kernel.cpp), registered here so that its file need not include
+// torch/library.h, several seconds of compile for each file that does.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))  // as the kernel's file
+TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
+  m.impl("score_pairs_bf16", TORCH_FN(score_pairs_bf16_cpu));
+}
+#endif
+
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <string>
 #include <tuple>
@@ -36,6 +36,10 @@ std::string bf16_cpu_isa();
 void check_score_pairs_bf16_args(const at::Tensor& z, const at::Tensor& u, const at::Tensor& v,
                                  at::TensorList hidden, at::TensorList biases,
                                  const at::Tensor& last, at::TensorList bound_vectors);
+
+// The CPU kernel (cpu/score_pairs_bf16_kernel.cpp, x86-64 only), registered for the CPU dispatch key
+// by score_pairs_bf16.cpp.
+decltype(score_pairs_bf16) score_pairs_bf16_cpu;
 
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -1,7 +1,6 @@
 #include "../aggregate_rows.h"
 
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <atomic>
@@ -309,7 +308,9 @@ int64_t pass_columns(const AggregateArgs& a, int64_t k, std::optional<int64_t> r
   return gathers >= kMinGathersPerRow * a.n ? kPassCols : a.m;
 }
 
-at::Tensor aggregate_rows_kernel(const at::Tensor& rowptr, const at::Tensor& col,
+}  // namespace
+
+at::Tensor aggregate_rows_cpu(const at::Tensor& rowptr, const at::Tensor& col,
                                  const at::Tensor& weight, const at::Tensor& h,
                                  const at::Tensor& rows,
                                  const std::optional<at::Tensor>& self_weight,
@@ -323,7 +324,7 @@ at::Tensor aggregate_rows_kernel(const at::Tensor& rowptr, const at::Tensor& col
   const at::Tensor cache_c = cache.has_value() ? cache->contiguous() : at::Tensor();
 
   const int64_t k = rows.numel(), m = h.size(1);
-  at::Tensor out = at::empty({k, m}, h.options());
+  at::Tensor out = h.new_empty({k, m});
   if (k == 0 || m == 0) return out;
   advise_huge_pages(out);
 
@@ -372,12 +373,6 @@ at::Tensor aggregate_rows_kernel(const at::Tensor& rowptr, const at::Tensor& col
   TORCH_CHECK(e < 0, "aggregate_rows: col[", e, "] = ", args.col[e], " is out of range for h ",
               "with ", args.n, " rows");
   return out;
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
-  m.impl("aggregate_rows", TORCH_FN(aggregate_rows_kernel));
 }
 
 }  // namespace ops

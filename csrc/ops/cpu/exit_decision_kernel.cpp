@@ -1,7 +1,7 @@
 #include "../exit_decision.h"
 
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include <ATen/ops/mm_ops.h>
 
 #include <algorithm>
 #include <cmath>
@@ -64,26 +64,33 @@ void exit_epilogue(const EpilogueArgs& a, int64_t i_begin, int64_t i_end) {
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_kernel(
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_cpu(
     const at::Tensor& h, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
     const at::Tensor& b2, double margin_bound, const std::optional<at::Tensor>& w_nu,
     const std::optional<at::Tensor>& b_nu, double tau0) {
   check_exit_decision_args(h, w1, b1, w2, b2, w_nu, b_nu);
   const bool temperature = w_nu.has_value();
   const int64_t n = h.size(0), hidden = w1.size(0);
-  at::Tensor p_exit = at::empty({n}, h.options());
-  at::Tensor exit = at::empty({n}, h.options().dtype(at::kBool));
-  at::Tensor step = at::empty({temperature ? n : 0}, h.options());
+  at::Tensor p_exit = h.new_empty({n});
+  at::Tensor exit = h.new_empty({n}, at::kBool);
+  at::Tensor step = h.new_empty({temperature ? n : 0});
   if (n == 0) return {p_exit, exit, step};
 
   // The temperature head's projection rides along as one more output column of the
   // first-layer GEMM instead of a separate pass over h. Biases are added in the epilogue:
   // addmm would broadcast them in a parallel region of its own.
-  const at::Tensor w_first = temperature ? at::cat({w1, w_nu->unsqueeze(0)}) : w1;
+  at::Tensor w_first = w1;
+  if (temperature) {  // [w1; w_nu]
+    w_first = w1.new_empty({w1.size(0) + 1, w1.size(1)});
+    w_first.narrow(0, 0, w1.size(0)).copy_(w1);
+    w_first.select(0, w1.size(0)).copy_(*w_nu);
+  }
   const at::Tensor b1_c = b1.contiguous(), w2_c = w2.contiguous(), b2_c = b2.contiguous();
   const int64_t ld = w_first.size(0);
   const int64_t block = std::min(n, kRowBlock);
-  at::Tensor pre = at::empty({block, ld}, h.options());
+  at::Tensor pre = h.new_empty({block, ld});
 
   // Python floats become float32 scalars in torch's `diff >= bound` and `+ tau0`; margin_bound
   // is float32-representable (rounded up by the caller), so its cast is exact.
@@ -95,7 +102,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_kernel(
   for (int64_t s = 0; s < n; s += block) {
     const int64_t rows = std::min(block, n - s);
     at::Tensor pre_block = pre.narrow(0, 0, rows);
-    at::mm_out(pre_block, h.narrow(0, s, rows), w_first.t());
+    at::_ops::mm_out::call(h.narrow(0, s, rows), w_first.t(), pre_block);
     args.p_exit = p_exit.data_ptr<float>() + s;
     args.exit = exit.data_ptr<bool>() + s;
     args.step = temperature ? step.data_ptr<float>() + s : nullptr;
@@ -106,12 +113,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_kernel(
     }
   }
   return {p_exit, exit, step};
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
-  m.impl("exit_decision", TORCH_FN(exit_decision_kernel));
 }
 
 }  // namespace ops

@@ -1,7 +1,6 @@
 #include "../hop_distance.h"
 #include "row_walk.h"
 
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -15,7 +14,9 @@ constexpr int64_t kUnreached = int64_t{1} << 30;  // engine/scope.py's UNREACHED
 
 // A queue walk (row_walk.h): the torch version needs tens of ops per hop (a query of 100 pairs on
 // a 5k-node graph spent a quarter of its time in two walks); here a walk costs its reached entries.
-std::tuple<at::Tensor, at::Tensor> hop_distance_kernel(const at::Tensor& rowptr_t,
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> hop_distance_cpu(const at::Tensor& rowptr_t,
                                                        const at::Tensor& col_t,
                                                        const at::Tensor& sources_t,
                                                        int64_t max_hops,
@@ -37,18 +38,12 @@ std::tuple<at::Tensor, at::Tensor> hop_distance_kernel(const at::Tensor& rowptr_
   walk_rows("hop_distance", "sources", sources_c.data_ptr<int64_t>(), sources_c.numel(),
             rowptr_c.data_ptr<int64_t>(), col_c.data_ptr<int64_t>(), n, col_c.numel(), passable, max_hops, map,
             queue);
-  at::Tensor dist_t = at::full({n}, kUnreached, rowptr_c.options());
+  at::Tensor dist_t = rowptr_c.new_full({n}, kUnreached);
   int64_t* dist = dist_t.data_ptr<int64_t>();
   for (const int64_t v : queue) dist[v] = map[v];
-  at::Tensor reached = at::empty({return_reached ? static_cast<int64_t>(queue.size()) : 0}, rowptr_c.options());
+  at::Tensor reached = rowptr_c.new_empty({return_reached ? static_cast<int64_t>(queue.size()) : 0});
   if (return_reached) sorted_rows(queue, n, reached.data_ptr<int64_t>());
   return {dist_t, reached};
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
-  m.impl("hop_distance", TORCH_FN(hop_distance_kernel));
 }
 
 }  // namespace ops

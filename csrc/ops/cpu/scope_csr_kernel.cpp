@@ -1,7 +1,6 @@
 #include "../scope_csr.h"
 #include "row_walk.h"
 
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -13,7 +12,9 @@ namespace {
 
 constexpr int64_t kUnreached = int64_t{1} << 30;  // engine/scope.py's UNREACHED
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_kernel(
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_cpu(
     const at::Tensor& rowptr_t, const at::Tensor& col_t, const at::Tensor& ends_t, int64_t hops,
     double max_fraction) {
   check_scope_csr_args(rowptr_t, col_t, ends_t, hops, max_fraction);
@@ -21,7 +22,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_kernel(
   const int64_t n = rowptr_c.numel() - 1, nnz = col_c.numel();
   const int64_t* rowptr = rowptr_c.data_ptr<int64_t>();
   const int64_t* col = col_c.data_ptr<int64_t>();
-  const auto opts = rowptr_c.options();
 
   // During the walk map[v] is v's hop distance (>= 0: reached), then v's local id.
   std::vector<int32_t>& map = thread_row_map(n);
@@ -32,26 +32,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_kernel(
 
   const int64_t k = static_cast<int64_t>(queue.size());
   if (!(static_cast<double>(k) < max_fraction * static_cast<double>(n))) {  // not compacted
-    at::Tensor dist_t = at::full({n}, kUnreached, opts);
+    at::Tensor dist_t = rowptr_c.new_full({n}, kUnreached);
     int64_t* dist = dist_t.data_ptr<int64_t>();
     for (const int64_t v : queue) dist[v] = map[v];
-    return {at::empty({0}, opts), dist_t, at::empty({0}, opts), at::empty({0}, opts)};
+    return {rowptr_c.new_empty({0}), dist_t, rowptr_c.new_empty({0}), rowptr_c.new_empty({0})};
   }
-  at::Tensor nodes_t = at::empty({k}, opts), dist_t = at::empty({k}, opts);
+  at::Tensor nodes_t = rowptr_c.new_empty({k}), dist_t = rowptr_c.new_empty({k});
   int64_t* nodes = nodes_t.data_ptr<int64_t>();
   int64_t* dist = dist_t.data_ptr<int64_t>();
   sorted_rows(queue, n, nodes);
   for (int64_t i = 0; i < k; ++i) dist[i] = map[nodes[i]];
   for (int64_t i = 0; i < k; ++i) map[nodes[i]] = static_cast<int32_t>(i);  // now global -> local
 
-  at::Tensor rowptr_l_t = at::empty({k + 1}, opts);
+  at::Tensor rowptr_l_t = rowptr_c.new_empty({k + 1});
   int64_t* rowptr_l = rowptr_l_t.data_ptr<int64_t>();
   rowptr_l[0] = 0;
   for (int64_t i = 0; i < k; ++i) {
     const int64_t v = nodes[i];
     rowptr_l[i + 1] = rowptr_l[i] + (dist[i] < hops ? rowptr[v + 1] - rowptr[v] : 0);
   }
-  at::Tensor col_l_t = at::empty({rowptr_l[k]}, opts);
+  at::Tensor col_l_t = rowptr_c.new_empty({rowptr_l[k]});
   int64_t* col_l = col_l_t.data_ptr<int64_t>();
   const int64_t entries = rowptr_l[k];
   for (int64_t i = 0; i < k; ++i) {  // global ids first, then local: two passes of independent loads
@@ -66,12 +66,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_kernel(
     col_l[e] = c;
   }
   return {nodes_t, dist_t, rowptr_l_t, col_l_t};
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
-  m.impl("scope_csr", TORCH_FN(scope_csr_kernel));
 }
 
 }  // namespace ops

@@ -10,7 +10,6 @@
 #include "../score_pairs_bf16.h"
 
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <atomic>
@@ -269,7 +268,9 @@ inline bool in_range(int64_t value, int64_t size) {
   return static_cast<uint64_t>(value) < static_cast<uint64_t>(size);
 }
 
-std::tuple<at::Tensor, at::Tensor> score_pairs_bf16_kernel(
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> score_pairs_bf16_cpu(
     const at::Tensor& z, const at::Tensor& u, const at::Tensor& v, at::TensorList hidden,
     at::TensorList biases, const at::Tensor& last, at::TensorList bound_vectors,
     double bound_scale, double bound_const, c10::string_view isa_arg) {
@@ -284,7 +285,7 @@ std::tuple<at::Tensor, at::Tensor> score_pairs_bf16_kernel(
 
   const auto z_c = z.expect_contiguous(), u_c = u.expect_contiguous(), v_c = v.expect_contiguous();
   const int64_t num_pairs = u.numel(), n = z.size(0), m = z.size(1);
-  at::Tensor scores = at::empty({num_pairs}, z.options()), bound = at::empty({num_pairs}, z.options());
+  at::Tensor scores = z.new_empty({num_pairs}), bound = z.new_empty({num_pairs});
   if (num_pairs == 0) return {scores, bound};
 
   const size_t num_hidden = hidden.size();
@@ -386,15 +387,9 @@ std::tuple<at::Tensor, at::Tensor> score_pairs_bf16_kernel(
   return {scores, bound};
 }
 
-}  // namespace
-
 std::string bf16_cpu_isa() {
   static const std::string isa = probe_isa();
   return isa;
-}
-
-TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
-  m.impl("score_pairs_bf16", TORCH_FN(score_pairs_bf16_kernel));
 }
 
 #else  // not x86-64 with GCC / Clang: no bf16 kernel; the Python layer scores in fp32

@@ -1,7 +1,7 @@
 #include "../score_pairs.h"
 
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include <ATen/ops/mm_ops.h>
 
 #include <algorithm>
 #include <array>
@@ -106,14 +106,16 @@ void last_layer(const float* __restrict__ in, int64_t width, const float* __rest
 
 inline int64_t num_chunks(int64_t rows) { return (rows + kChunk - 1) / kChunk; }
 
-at::Tensor score_pairs_kernel(const at::Tensor& z, const at::Tensor& u, const at::Tensor& v,
+}  // namespace
+
+at::Tensor score_pairs_cpu(const at::Tensor& z, const at::Tensor& u, const at::Tensor& v,
                               at::TensorList weights, at::TensorList biases,
                               std::optional<int64_t> block_size) {
   check_score_pairs_args(z, u, v, weights, biases, block_size);
   const auto z_c = z.expect_contiguous(), u_c = u.expect_contiguous(), v_c = v.expect_contiguous();
   const int64_t num_pairs = u.numel(), n = z.size(0), m = z.size(1);
   const size_t num_hidden = weights.size() - 1;
-  at::Tensor out = at::empty({num_pairs}, z.options());
+  at::Tensor out = z.new_empty({num_pairs});
   if (num_pairs == 0) return out;
 
   const int64_t block = std::min(num_pairs, block_size.value_or(kDefaultBlock));
@@ -121,12 +123,12 @@ at::Tensor score_pairs_kernel(const at::Tensor& z, const at::Tensor& u, const at
   // A 1-layer MLP's last layer reads the gather buffer of block b - 1 while block b is
   // gathered, so it needs a second one.
   std::array<at::Tensor, 2> x;
-  x[0] = at::empty({block, m}, z.options());
-  x[1] = num_hidden ? x[0] : at::empty({block, m}, z.options());
+  x[0] = z.new_empty({block, m});
+  x[1] = num_hidden ? x[0] : z.new_empty({block, m});
   std::vector<at::Tensor> hidden, bias_c;
   for (size_t l = 0; l < weights.size(); ++l) bias_c.push_back(biases[l].contiguous());
   for (size_t l = 0; l < num_hidden; ++l) {
-    hidden.push_back(at::empty({block, weights[l].size(0)}, z.options()));
+    hidden.push_back(z.new_empty({block, weights[l].size(0)}));
   }
   const at::Tensor w_out = weights.back().contiguous();
   const float* w_out_p = w_out.data_ptr<float>();
@@ -171,7 +173,7 @@ at::Tensor score_pairs_kernel(const at::Tensor& z, const at::Tensor& u, const at
     at::Tensor cur = x[b % 2].narrow(0, 0, rows);
     for (size_t l = 0; l < num_hidden; ++l) {
       at::Tensor pre = hidden[l].narrow(0, 0, rows);
-      at::mm_out(pre, cur, weights[l].t());
+      at::_ops::mm_out::call(cur, weights[l].t(), pre);
       if (l + 1 < num_hidden) {
         float* pre_p = pre.data_ptr<float>();
         const float* bias_p = bias_c[l].data_ptr<float>();
@@ -185,12 +187,6 @@ at::Tensor score_pairs_kernel(const at::Tensor& z, const at::Tensor& u, const at
     }
   }
   return out;
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(linkexit_fast, CPU, m) {
-  m.impl("score_pairs", TORCH_FN(score_pairs_kernel));
 }
 
 }  // namespace ops
