@@ -20,12 +20,14 @@ the pairs, so under NCCL the graph, the model and the pairs must be on the rank'
 from __future__ import annotations
 
 import collections
+import multiprocessing
 import os
 import pickle
 import socket
 import tempfile
 import time
 from datetime import timedelta
+from multiprocessing import reduction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
@@ -370,9 +372,15 @@ def _timeout(seconds: Optional[float]) -> Optional[timedelta]:
 
 
 def _local_rank(local: int, world: int, port: int, call: bytes, threads: int, backend: str,
-                timeout: Optional[float], out: str) -> None:
+                timeout: Optional[float], out: str, stdio: List[Tuple]) -> None:
     """A spawned rank: join the group, run the pickled ``(fn, args)``, leave rank 0's result (or
-    any rank's exception, to be raised again in the parent) in ``out``."""
+    any rank's exception, to be raised again in the parent) in ``out``. ``stdio[local]``: the
+    caller's stdout and stderr (``multiprocessing.reduction.DupFd``, one use each), which become
+    this rank's."""
+    for fd, dup in zip((1, 2), stdio[local]):
+        received = dup.detach()
+        os.dup2(received, fd)
+        os.close(received)
     fn, args = pickle.loads(call)
     torch.set_num_threads(threads)
     if backend == "nccl":
@@ -392,6 +400,17 @@ def _local_rank(local: int, world: int, port: int, call: bytes, threads: int, ba
         raise
     finally:
         dist.destroy_process_group()
+
+
+def _start_method() -> str:
+    """How local ranks start: from a fork server where the platform has one, else spawned. The
+    server (one per calling process, kept for its later launches) imports torch and this module
+    once and forks each rank from that single-threaded state; a spawned rank imports them itself,
+    about 3 s of CPU on the 2-core test machine, per rank and per launch."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    multiprocessing.set_forkserver_preload([__name__])  # read when the server starts, once
+    return "forkserver"
 
 
 def launch(fn: Callable, nproc: Optional[int], *args, threads: Optional[int] = None, backend: str = "gloo",
@@ -435,8 +454,11 @@ def launch(fn: Callable, nproc: Optional[int], *args, threads: Optional[int] = N
         # Pickled here: torch.multiprocessing would pass tensors in shared memory, and the ranks
         # would then update one another's (and the caller's) weights in place.
         call = pickle.dumps((fn, args))
-        ctx = mp.start_processes(_local_rank, args=(nproc, _free_port(), call, threads, backend, timeout, out),
-                                 nprocs=nproc, join=False, start_method="spawn")
+        # The ranks write to this process's stdout and stderr as they are now: a rank forked from
+        # the server would inherit the server's, those of the first launch.
+        stdio = [tuple(reduction.DupFd(fd) for fd in (1, 2)) for _ in range(nproc)]
+        ctx = mp.start_processes(_local_rank, args=(nproc, _free_port(), call, threads, backend, timeout, out, stdio),
+                                 nprocs=nproc, join=False, start_method=_start_method())
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not ctx.join(None if deadline is None else max(deadline - time.monotonic(), 0.0)):
