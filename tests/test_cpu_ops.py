@@ -293,11 +293,43 @@ def test_scope_csr_path_graph():
     assert rowptr_l.tolist() == [0, 0, 2, 2] and col_l.tolist() == [0, 2]
 
 
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 300), m=st.integers(0, 70), frac=st.floats(0, 1))
+def test_scatter_rows_matches_numpy(seed, n, m, frac):
+    # numpy's fancy assignment is the independent specification: dst[rows] = src, other rows kept.
+    g = torch.Generator().manual_seed(seed)
+    dst = torch.randn(n, m, generator=g)
+    rows = torch.randperm(n, generator=g)[: int(frac * n)]  # unique, unsorted
+    src = torch.randn(rows.numel(), m, generator=g)
+    want = dst.numpy().copy()
+    want[rows.numpy()] = src.numpy()
+    out = cpu.scatter_rows(dst, rows, src)
+    assert out.data_ptr() == dst.data_ptr()  # in place
+    assert torch.equal(dst, torch.from_numpy(want))
+
+
 # ---------------------------------------------------------------------- errors, never crashes
 def small_graph():
     rowptr = torch.tensor([0, 2, 2, 5])
     col = torch.tensor([1, 2, 0, 1, 2])
     return rowptr, col, torch.rand(5), torch.randn(3, 4)
+
+
+def test_scatter_rows_rejects_bad_input():
+    dst, src = torch.zeros(4, 3), torch.ones(2, 3)
+    with pytest.raises(RuntimeError, match=r"rows\[1\] = 4 is out of range for dst with 4 rows"):
+        cpu.scatter_rows(dst, torch.tensor([0, 4]), src)
+    assert torch.equal(dst[0], torch.ones(3)) and torch.equal(dst[1:], torch.zeros(3, 3))  # rows in range written
+    for bad_dst, bad_rows, bad_src, what in [
+            (torch.zeros(4, 3, dtype=torch.float64), torch.tensor([0, 1]), src, "dst"),
+            (dst, torch.tensor([0, 1]), src.double(), "src"),
+            (dst, torch.tensor([0.0, 1.0]), src, "rows"),
+            (dst, torch.tensor([0, 1, 2]), src, "src"),  # k rows of src for 3 ids
+            (dst, torch.tensor([0, 1]), torch.ones(2, 4), "src"),  # width
+            (torch.zeros(4, 6)[:, ::2], torch.tensor([0, 1]), src, "dst"),  # not contiguous
+            (torch.zeros(12), torch.tensor([0, 1]), src, "dst")]:
+        with pytest.raises(RuntimeError, match=what):
+            cpu.scatter_rows(bad_dst, bad_rows, bad_src)
 
 
 @pytest.mark.parametrize("rows", [[3], [-1], [0, 5], [1 << 40]])

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from ..graph import Graph
 from ..models import EarlyExitLinkPredictor
+from .indexing import scatter_rows
 from .stats import head_macs, layer_k
 
 PATHS = ("auto", "dense", "engine")
@@ -93,7 +94,7 @@ class Costs:
     mac: float  # per multiply-accumulate of a row transform (F.linear, [rows, m] x [m, m])
     entry: float  # per aggregated CSR entry and feature (the backend's aggregate_rows), states out of cache
     entry_hot: float  # the same with the states in cache (HOT_BYTES or less)
-    copy: float  # per row and feature gathered and scattered back (index_select + index_copy_)
+    copy: float  # per row and feature gathered and scattered back (index_select + scatter_rows)
     select: float  # per row and feature of a masked select (torch.where over [N, m])
     scan: float  # per node of a mask pass (compare, nonzero)
     op: float  # per op launch, fixed
@@ -163,9 +164,14 @@ def cache_file() -> Path:
     return Path(root) / "planner_costs.json"
 
 
+# Bumped when what calibrate measures changes, so that cached costs are measured again.
+# 2: the scatter back priced with the backend's scatter_rows (the engine's), not index_copy_.
+COSTS_VERSION = 2
+
+
 def _key(ops: ModuleType, device: torch.device, m: int) -> str:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
-    return f"{name}|{ops.__name__.rsplit('.', 1)[-1]}|torch {torch.__version__}|m={m}"
+    return f"{name}|{ops.__name__.rsplit('.', 1)[-1]}|torch {torch.__version__}|m={m}|v{COSTS_VERSION}"
 
 
 def _median_seconds(fn, device: torch.device, repeats: int = 5) -> float:
@@ -227,7 +233,7 @@ def calibrate(ops: ModuleType, device: torch.device, m: int, force: bool = False
 
     def copy():
         torch.index_select(h, 0, half, out=out)
-        h.index_copy_(0, half, out)
+        scatter_rows(ops, h, half, out)
 
     def ops_loop():
         for _ in range(100):

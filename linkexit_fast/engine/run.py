@@ -18,7 +18,7 @@ from ..graph import Graph
 from ..models import EarlyExitLinkPredictor, linear_into
 from . import buffers
 from .cache import FrozenCache
-from .indexing import at, host, nonzero, sync_free
+from .indexing import at, host, nonzero, scatter_rows, sync_free
 from .inputs import aggregates_input, input_states
 from .plan import Plan, choose, record
 from .scope import compact, row_key, walk_pays
@@ -442,11 +442,11 @@ class _Run:
             elif raw and l == 0:  # (Â X) W_0 on part of the rows (a walked scope not compacted): the
                 # rows left out lie beyond L - 1 hops of every endpoint and are never read, so they
                 # stay unwritten (zeroing an [N, m] tensor is a pass and page faults for nothing)
-                h = buffers.empty(n, m, dev).index_copy_(0, upd, new_h)
+                h = scatter_rows(ops, buffers.empty(n, m, dev), upd, new_h)
             else:
                 if keep_exited:
                     new_h = torch.where(at(exited, upd)[:, None], at(h, upd), new_h)
-                h.index_copy_(0, upd, new_h)
+                scatter_rows(ops, h, upd, new_h)
         else:  # the layers ran out with endpoints still open: their final states
             if readout:
                 rest = self.ends[~exited[self.ends]]
