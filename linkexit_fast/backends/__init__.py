@@ -1,9 +1,10 @@
 """Registry of op backends. Each backend provides ``aggregate_rows``, ``exit_decision`` and
 ``score_pairs`` with the signatures of :mod:`linkexit_fast.backends.torch_ops`, and may provide
 ``unavailable_reason() -> Optional[str]`` (``None`` when it can run here, else why not) or a
-plain ``available() -> bool``, and ``hop_distance`` and ``scope_csr`` ops for the engine's scope
-walk and compaction on the CPU (:func:`linkexit_fast.backends.cpu.hop_distance`,
-:func:`linkexit_fast.backends.cpu.scope_csr`; without them the engine walks and compacts in torch).
+plain ``available() -> bool``, and ``hop_distance``, ``scope_csr`` and ``scatter_rows`` ops for
+the engine's scope walk, compaction and scatter of updated rows on the CPU
+(:func:`linkexit_fast.backends.cpu.hop_distance`, :func:`linkexit_fast.backends.cpu.scope_csr`,
+:func:`linkexit_fast.backends.cpu.scatter_rows`; without them the engine does these in torch).
 
 * ``reference``: not an op set; ``predict`` runs the dense masked forward instead of the engine.
 * ``torch``: the engine on plain torch ops (always available).
