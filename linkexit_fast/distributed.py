@@ -421,8 +421,11 @@ def launch(fn: Callable, nproc: Optional[int], *args, threads: Optional[int] = N
     Under ``torchrun`` (its ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` set),
     this process is one rank: the group comes from those variables, ``nproc`` must be None or
     the world size, and every rank gets its own ``fn``'s result. Otherwise ``nproc`` local
-    processes are spawned (``fn`` and ``args`` must pickle) and meet on 127.0.0.1 at a port the
-    OS picked; each gets its own copy of ``args`` (pickled, never shared memory).
+    processes are started (forked from a server that imported torch once where the platform has
+    one, else spawned; ``fn`` and ``args`` must pickle, and a ``fn`` defined in a script needs the
+    script's ``if __name__ == "__main__"`` guard, as with spawn) and meet on 127.0.0.1 at a port
+    the OS picked; each gets its own copy of ``args`` (pickled, never shared memory) and writes to
+    the caller's stdout and stderr.
 
     Args:
         nproc: local processes to spawn, ``>= 1``.
