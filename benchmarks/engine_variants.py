@@ -3,6 +3,7 @@ step as shipped against an alternative, in one run of interleaved rounds per cel
 
     python benchmarks/engine_variants.py --compare probe        # -> benchmarks/results/engine_probe.{md,json}
     python benchmarks/engine_variants.py --compare compaction   # -> benchmarks/results/engine_compaction.{md,json}
+    python benchmarks/engine_variants.py --compare scatter      # -> benchmarks/results/engine_scatter.{md,json}
     python benchmarks/engine_variants.py --compare probe --sizes 20000 --rounds 5 --out /tmp/probe
 
 Comparisons:
@@ -15,6 +16,9 @@ Comparisons:
 * ``compaction``: the scope's walk and compaction (``engine.scope.compact``) in the cpu backend's
   C++ op ``scope_csr`` ("shipped") against the torch path it is tested against ("off",
   ``engine.scope.NATIVE_COMPACT`` False): the same scope, rows and scores.
+* ``scatter``: updated rows written back into the states by the cpu backend's C++ op
+  ``scatter_rows`` ("shipped") against ``index_copy_`` ("off", ``engine.indexing.NATIVE_SCATTER``
+  False): the same states, rows and scores.
 
 Cells: the planner grid's synthetic graphs (``datasets.synthetic``, mean degree 10, 64 features)
 x random pairs x thresholds, and the grid's model (node-exit GCN, L = 3, hidden 256, ``freeze``;
@@ -34,6 +38,7 @@ import torch
 
 import linkexit_fast as lf
 from linkexit_fast.datasets import synthetic
+from linkexit_fast.engine import indexing
 from linkexit_fast.engine import plan as planner
 from linkexit_fast.engine import scope
 from linkexit_fast.timing import interleaved_medians, machine_label
@@ -57,6 +62,10 @@ COMPARISONS = {
     "probe": ("The engine's probe: on (the planner's rule) against off",
               {"off": lambda: knob(planner, "PROBE", False), "shipped": lambda: knob(planner, "PROBE", None)},
               dict(sizes="20000,200000,1000000", pairs="100,10000", thresholds="0.5,0.9")),
+    "scatter": ("The scatter of updated rows into the states: the C++ op (scatter_rows) against index_copy_",
+                {"off": lambda: knob(indexing, "NATIVE_SCATTER", False),
+                 "shipped": lambda: knob(indexing, "NATIVE_SCATTER", True)},
+                dict(sizes="5000,20000,200000", pairs="100,10000", thresholds="0.5")),
     "compaction": ("The scope's compaction: the C++ op (scope_csr) against the torch path",
                    {"off": lambda: knob(scope, "NATIVE_COMPACT", False),
                     "shipped": lambda: knob(scope, "NATIVE_COMPACT", True)},

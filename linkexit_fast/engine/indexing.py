@@ -18,6 +18,9 @@ from typing import List, Optional, Tuple, Union
 import torch
 
 SYNC_FREE: Optional[bool] = None
+# Whether scatter_rows uses the backend's scatter_rows op where it has one (False: index_copy_,
+# its specification; benchmarks/engine_variants.py --compare scatter times the two side by side).
+NATIVE_SCATTER = True
 
 
 def at(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -30,7 +33,7 @@ def scatter_rows(ops, dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) 
     """``dst[rows] = src`` in place for unique ``rows`` (returns ``dst``): the backend's
     ``scatter_rows`` op where it has one and the tensors are its contiguous float32 (the C++ op:
     1,922 rows of 256 floats in a third of ``index_copy_``'s time), else ``index_copy_``."""
-    native = getattr(ops, "scatter_rows", None)
+    native = getattr(ops, "scatter_rows", None) if NATIVE_SCATTER else None
     if (native is not None and dst.dtype == src.dtype == torch.float32 and dst.is_contiguous()
             and src.is_contiguous()):
         return native(dst, rows, src)

@@ -36,8 +36,7 @@ at::Tensor& scatter_rows_cpu(at::Tensor& dst, const at::Tensor& rows, const at::
     }
   });
   const int64_t i = bad.load();
-  TORCH_CHECK(i < 0, "scatter_rows: rows[", i, "] = ", i < 0 ? 0 : r[i], " is out of range for dst with ", n,
-              " rows");
+  TORCH_CHECK(i < 0, "scatter_rows: rows[", i, "] = ", r[i], " is out of range for dst with ", n, " rows");
   return dst;
 }
 
