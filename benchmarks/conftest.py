@@ -16,7 +16,6 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "quick: a small benchmark case, selected by --quick")
     # Name each case as it starts: some run for minutes (model training, the 1M-node graph).
     config.option.verbose = max(config.option.verbose, 1)
 
