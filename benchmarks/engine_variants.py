@@ -44,6 +44,7 @@ from linkexit_fast.engine import scope
 from linkexit_fast.timing import interleaved_medians, machine_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_file  # noqa: E402
 from test_engine_bench import synthetic_model  # noqa: E402
 
 
@@ -135,13 +136,10 @@ def main(argv=None):
                 row = dict(nodes=n, pairs=k, threshold=t, **measure(graph, pairs, model, t, args.rounds, variants))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    meta = {"command": "python benchmarks/engine_variants.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    meta = {"command": results_file.command("engine_variants.py", argv),
             "machine": machine_label(), "rounds": args.rounds, "title": title}
     out = Path(args.out or f"benchmarks/results/engine_{args.compare}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(render(rows, meta))
-    print(render(rows, meta))
+    results_file.write(out, meta, rows, render(rows, meta))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from linkexit_fast.evaluate import flatten_eval_pairs
 from linkexit_fast.timing import interleaved_medians, machine_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_file  # noqa: E402
 from test_engine_bench import case, synthetic_model  # noqa: E402
 
 THRESHOLDS = (0.5, 0.9, 1.0)
@@ -247,17 +248,14 @@ def main(argv=None):
             row = dict(graph=graph_label, pairs=pairs_label, threshold=t, **measure(graph, pairs, model, t, args))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    meta = {"command": "python benchmarks/planner_grid.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    meta = {"command": results_file.command("planner_grid.py", argv),
             "machine": machine_label(),
             "rounds": args.rounds, "fast_rounds": args.fast_rounds, "fast_below": args.fast_below,
             "reference_rounds": args.reference_rounds,
             "slow_reference": args.slow_reference}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(render(rows, meta, out.with_suffix(".png").name))
+    results_file.write(out, meta, rows, render(rows, meta, out.with_suffix(".png").name))
     heat_map(rows, out.with_suffix(".png"))
-    print(render(rows, meta, out.with_suffix(".png").name))
 
 
 if __name__ == "__main__":

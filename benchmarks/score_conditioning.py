@@ -25,6 +25,7 @@ import linkexit_fast as lf
 from linkexit_fast.timing import machine_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_file  # noqa: E402
 from test_engine_bench import case  # noqa: E402
 
 PLANS = ("dense", "engine")
@@ -90,13 +91,9 @@ def main(argv=None):
         for t in [float(t) for t in args.thresholds.split(",") if t]:
             rows.append(measure(name, t, args.seeds))
             print(json.dumps(rows[-1]), flush=True)
-    meta = {"command": "python benchmarks/score_conditioning.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    meta = {"command": results_file.command("score_conditioning.py", argv),
             "machine": machine_label()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(render(rows, meta))
-    print(render(rows, meta))
+    results_file.write(Path(args.out), meta, rows, render(rows, meta))
 
 
 if __name__ == "__main__":
