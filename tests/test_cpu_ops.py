@@ -258,16 +258,25 @@ def test_hop_distance_path_graph():
 @PROPERTY
 @given(seed=st.integers(0, 2**31 - 1), degrees=st.lists(DEGREE, min_size=1, max_size=40),
        hops=st.integers(0, 5), frac=st.floats(0.0, 1.0), repeat=st.booleans(),
-       max_fraction=st.sampled_from([0.0, 0.3, 0.8, 1.0]))
-def test_scope_csr_matches_scipy(seed, degrees, hops, frac, repeat, max_fraction):
+       max_fraction=st.sampled_from([0.0, 0.3, 0.8, 1.0]), n_boundary=st.sampled_from([None, 0, 1, 3, 8]))
+def test_scope_csr_matches_scipy(seed, degrees, hops, frac, repeat, max_fraction, n_boundary):
     """The C++ compaction against scipy's BFS and a local CSR built here with numpy: the rows
     within ``hops`` of ``ends`` in increasing order, their distances, and the entries of the rows
     inside ``hops`` renumbered by position (rows at ``hops`` keep none); not compacted, the hop
-    distance of every row."""
+    distance of every row. ``boundary`` rows (random, some of them ends, some repeated) join the
+    scope at ``hops``: scipy walks from the other ends with their edges removed."""
     import numpy as np
-    _, n, rowptr, col, ends = random_walk_case(seed, degrees, frac, repeat)
-    d = scipy_hop_distance(rowptr, col, ends, hops, None).numpy()
-    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, ends, hops, max_fraction)
+    gen, n, rowptr, col, ends = random_walk_case(seed, degrees, frac, repeat)
+    boundary = None if n_boundary is None else torch.randint(0, n, (n_boundary,), generator=gen)
+    if boundary is None:
+        d = scipy_hop_distance(rowptr, col, ends, hops, None).numpy()
+    else:
+        passable = ~torch.isin(torch.arange(n), boundary)
+        sources = ends[passable[ends]]
+        d = scipy_hop_distance(rowptr, col, sources, hops, passable).numpy() if sources.numel() else \
+            np.full(n, UNREACHED)
+        d[boundary.numpy()] = hops
+    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, ends, hops, max_fraction, boundary)
     reached = np.flatnonzero(d != UNREACHED)
     if not len(reached) < max_fraction * n:
         assert nodes.numel() == rowptr_l.numel() == col_l.numel() == 0
@@ -462,6 +471,8 @@ def test_scope_csr_rejects_bad_input_and_stays_right():
         ((rowptr, col.float(), torch.tensor([0]), 2, 0.8), "'col'"),
         ((rowptr, col, torch.tensor([[0]]), 2, 0.8), "'ends'"),
         ((rowptr[:0], col, torch.tensor([0]), 2, 0.8), "rowptr must hold"),
+        ((rowptr, col, torch.tensor([0]), 2, 0.8, torch.tensor([1, -1])), r"boundary\[1\] = -1 is outside \[0, 3\)"),
+        ((rowptr, col, torch.tensor([0]), 2, 0.8, torch.tensor([[1]])), "'boundary'"),
     ]
     for args, name in cases:
         with pytest.raises(RuntimeError, match=name):
@@ -469,6 +480,13 @@ def test_scope_csr_rejects_bad_input_and_stays_right():
     # Rows 0 -> {1, 2}, 1 -> {}, 2 -> {0, 1, 2}: from row 1, nothing beyond it.
     nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, torch.tensor([1]), 2, 1.0)
     assert nodes.tolist() == [1] and dist.tolist() == [0] and rowptr_l.tolist() == [0, 0]
+    # The path 0-1-2-3-4 from row 1 within two hops, row 2 a boundary row (by hand): rows 0, 1
+    # and 2 (at the boundary, not walked through: row 3 stays out); row 0 keeps its entry to 1,
+    # row 1 those to 0 and 2 (local 0 and 2), row 2 none.
+    path_rowptr, path_col = torch.tensor([0, 1, 3, 5, 7, 8]), torch.tensor([1, 0, 2, 1, 3, 2, 4, 3])
+    nodes, dist, rowptr_l, col_l = cpu.scope_csr(path_rowptr, path_col, torch.tensor([1]), 2, 0.8, torch.tensor([2]))
+    assert nodes.tolist() == [0, 1, 2] and dist.tolist() == [1, 0, 2]
+    assert rowptr_l.tolist() == [0, 1, 3, 3] and col_l.tolist() == [1, 0, 2]
     nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, torch.tensor([0]), 1, 1.0)  # every row: not compacted
     assert dist.tolist() == [0, 1, 1] and nodes.numel() == rowptr_l.numel() == col_l.numel() == 0
 

@@ -193,16 +193,21 @@ def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_
 @pytest.mark.skipif("cpu" not in ENGINE_BACKENDS, reason="the C++ ops are unavailable")
 @settings(max_examples=80, deadline=None)
 @given(n=st.integers(1, 60), e=st.integers(0, 200), hubs=st.integers(0, 2), seed=st.integers(0, 10**6),
-       hops=st.integers(0, 4), frac=st.floats(0.0, 1.0), self_loops=st.booleans())
-def test_compact_in_cpp_matches_torch(n, e, hubs, seed, hops, frac, self_loops):
+       hops=st.integers(0, 4), frac=st.floats(0.0, 1.0), self_loops=st.booleans(),
+       exit_frac=st.sampled_from([None, 0.0, 0.3, 1.0]))
+def test_compact_in_cpp_matches_torch(n, e, hubs, seed, hops, frac, self_loops, exit_frac):
     """The C++ compaction (the cpu backend's scope_csr) gives the scope the torch path gives, field
-    by field: rows, local CSR and weights, endpoints, distances, degrees, self-loop weights."""
+    by field: rows, local CSR and weights, endpoints, distances, degrees, self-loop weights; also
+    with some endpoints ``exiting`` (the probe's: in the scope at distance 0, not walked through)."""
     from linkexit_fast.backends import cpu
     graph = random_graph(n, e, hubs, seed)
     g = torch.Generator().manual_seed(seed)
     ends = torch.randperm(n, generator=g)[:max(1, int(frac * n))].sort().values
-    fast = scope.compact(graph, ends, hops, self_loops, ops=cpu)
-    spec = scope.compact(graph, ends, hops, self_loops, ops=None)
+    exiting = None if exit_frac is None else torch.rand(ends.numel(), generator=g) < exit_frac
+    fast = scope.compact(graph, ends, hops, self_loops, ops=cpu, exiting=exiting)
+    spec = scope.compact(graph, ends, hops, self_loops, ops=None, exiting=exiting)
+    if exiting is not None:
+        assert (fast.dist[fast.ends[exiting]] == 0).all()
     for field in ("rowptr", "col", "weight", "nodes", "ends", "dist", "deg", "self_weight"):
         a, b = getattr(fast, field), getattr(spec, field)
         assert (a is None) == (b is None), field
@@ -299,6 +304,9 @@ def test_probe_updates_only_what_the_staying_endpoints_need(backbone, live_rows_
         if probe:
             assert st_.nodes_probed[0] == int((layer[ends] > 0).sum())  # the endpoints open then
             assert st_.nodes_updated[0] == int(expected.sum())
+            if backbone == "gcn":  # its first layer reads the raw input: probed before compaction,
+                # so the scope holds just those rows (compacted below 80 % of the graph)
+                assert st_.scope_nodes == (int(expected.sum()) if expected.sum() < 0.8 * n else n)
         else:
             assert sum(st_.nodes_probed) == 0 and st_.nodes_updated[0] > int(expected.sum())
 

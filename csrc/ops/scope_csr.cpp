@@ -15,21 +15,27 @@ namespace ops {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr(const at::Tensor& rowptr,
                                                                      const at::Tensor& col,
                                                                      const at::Tensor& ends,
-                                                                     int64_t hops, double max_fraction) {
+                                                                     int64_t hops, double max_fraction,
+                                                                     const std::optional<at::Tensor>& boundary) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("linkexit_fast::scope_csr", "")
                        .typed<decltype(scope_csr)>();
-  return op.call(rowptr, col, ends, hops, max_fraction);
+  return op.call(rowptr, col, ends, hops, max_fraction, boundary);
 }
 
 void check_scope_csr_args(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& ends,
-                          int64_t hops, double max_fraction) {
+                          int64_t hops, double max_fraction, const std::optional<at::Tensor>& boundary) {
   at::CheckedFrom c = "scope_csr";
   at::TensorArg rowptr_arg{rowptr, "rowptr", 1}, col_arg{col, "col", 2}, ends_arg{ends, "ends", 3};
   at::checkAllDefined(c, {rowptr_arg, col_arg, ends_arg});
   check_csr(c, rowptr_arg, col_arg);
   at::checkDim(c, ends_arg, 1);
   at::checkSameType(c, rowptr_arg, ends_arg);
+  if (boundary.has_value()) {
+    at::TensorArg boundary_arg{*boundary, "boundary", 6};
+    at::checkDim(c, boundary_arg, 1);
+    at::checkSameType(c, rowptr_arg, boundary_arg);
+  }
   TORCH_CHECK(hops >= 0, "scope_csr: hops must be >= 0; got ", hops);
   TORCH_CHECK(max_fraction >= 0.0 && max_fraction <= 1.0, "scope_csr: max_fraction must be in [0, 1]; got ",
               max_fraction);
@@ -38,7 +44,7 @@ void check_scope_csr_args(const at::Tensor& rowptr, const at::Tensor& col, const
 }
 
 TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
-  m.def("scope_csr(Tensor rowptr, Tensor col, Tensor ends, int hops, float max_fraction) "
+  m.def("scope_csr(Tensor rowptr, Tensor col, Tensor ends, int hops, float max_fraction, Tensor? boundary=None) "
         "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 

@@ -85,7 +85,10 @@ def _fall_back() -> bool:
 
 
 def _index(t: torch.Tensor) -> torch.Tensor:
-    """Integer tensors become contiguous int64; anything else reaches the op's dtype check."""
+    """Integer tensors become contiguous int64; anything else reaches the op's dtype check. (Those
+    already so pass without a call: the engine makes ~60 of these a call.)"""
+    if t.dtype == torch.int64 and t.is_contiguous():
+        return t
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         return t
     return t.to(torch.int64).contiguous()
@@ -93,6 +96,8 @@ def _index(t: torch.Tensor) -> torch.Tensor:
 
 def _real(t: torch.Tensor) -> torch.Tensor:
     """Floating tensors become contiguous float32; anything else reaches the op's dtype check."""
+    if t.dtype == torch.float32 and t.is_contiguous():
+        return t
     return t.to(torch.float32).contiguous() if t.dtype.is_floating_point else t
 
 
@@ -179,8 +184,8 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
         None if passable is None else passable.contiguous(), bool(return_reached))
 
 
-def scope_csr(rowptr: torch.Tensor, col: torch.Tensor, ends: torch.Tensor, hops: int, max_fraction: float
-              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def scope_csr(rowptr: torch.Tensor, col: torch.Tensor, ends: torch.Tensor, hops: int, max_fraction: float,
+              boundary: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The engine's scope compaction (:func:`linkexit_fast.engine.scope.compact`, whose torch path
     is the specification) in one serial pass: a BFS of at most ``hops`` hops from ``ends`` (row
     ids in ``[0, R)``, repeats allowed) over the CSR ``rowptr [R+1]``, ``col [nnz]``; ``k`` rows
@@ -189,17 +194,19 @@ def scope_csr(rowptr: torch.Tensor, col: torch.Tensor, ends: torch.Tensor, hops:
     ``k < max_fraction * R``: returns ``(nodes [k], dist [k], rowptr_l [k+1], col_l [e])``, the
     reached rows in increasing order, their hop distances, and the CSR, in local ids, of the rows
     with ``dist < hops`` (rows at ``hops`` get no entries). Otherwise ``(empty, dist [R], empty,
-    empty)`` with ``dist`` as :func:`hop_distance` gives it. O(reached rows + their entries); each
+    empty)`` with ``dist`` as :func:`hop_distance` gives it. ``boundary`` (row ids, default none):
+    rows put in the scope at distance ``hops`` whatever their distance from ``ends``, and never
+    walked through (a row in both is a boundary row). O(reached rows + their entries); each
     calling thread keeps one int32 per row between calls (for global-to-local ids) so that a small
     scope touches nothing of the graph's size. Raises RuntimeError naming the argument for a wrong
-    dtype or shape, an ``ends`` or ``col`` entry outside ``[0, R)``, a ``rowptr`` range that is not
+    dtype or shape, an ``ends``, ``boundary`` or ``col`` entry outside ``[0, R)``, a ``rowptr`` range that is not
     one, ``hops < 0``, ``max_fraction`` outside ``[0, 1]``, or when the C++ ops are unavailable.
     """
     error = _load_error()
     if error is not None:
         raise RuntimeError(f"scope_csr: the C++ ops are unavailable: {error}")
     return torch.ops.linkexit_fast.scope_csr(_index(rowptr), _index(col), _index(ends), int(hops),
-                                             float(max_fraction))
+                                             float(max_fraction), None if boundary is None else _index(boundary))
 
 
 def scatter_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> torch.Tensor:

@@ -316,6 +316,12 @@ def _row_cost(model: EarlyExitLinkPredictor, n: int, entries: int, costs: Costs)
     return (k * m * m + head) * costs.mac + (entries / max(n, 1) + model.self_loops) * m * entry
 
 
+def reach(sources: float, entries: int, n: int, hops: int) -> float:
+    """Rows within ``hops`` hops of ``sources`` rows, estimated at the mean degree (``entries / n``)
+    and capped at ``n``."""
+    return min(float(n), sources * (entries / max(n, 1) + 1) ** hops)
+
+
 def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, costs: Costs,
              open_after: Optional[List[float]]) -> Dict[str, float]:
     """Estimated seconds of the GNN stage on each path (see the module docstring), from the share
@@ -337,15 +343,15 @@ def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, cos
     step.open_after = open_after  # no profile: no exits assumed, so no probe either
     for l in ran:
         hops = L - l - 1  # rows within this many hops of an open endpoint are still needed
-        reach = min(float(n), ends * after[l] * (d + 1) ** hops)
+        rows_in_reach = reach(ends * after[l], entries, n, hops)
         if (freeze and c.exit == "node" and hops >= 1 and l + 1 >= model.first_exit
-                and open_after is not None and step.probe(l, int(ends * after[l]), int(reach))):
+                and open_after is not None and step.probe(l, int(ends * after[l]), int(rows_in_reach))):
             # the probe: its rows, then the reach of the endpoints that stay (and those that exit)
             engine += ends * after[l] * row + ENGINE_OPS_PER_LAYER * costs.op + costs.sync
-            walk_rows += reach
-            reach = min(float(n), ends * after[l + 1] * (d + 1) ** hops + ends * (after[l] - after[l + 1]))
-        rows = reach * (after[l] if freeze else 1.0)  # under freeze, exited rows are not updated
-        walk_rows += reach if reach < n else 0.0
+            walk_rows += rows_in_reach
+            rows_in_reach = min(float(n), reach(ends * after[l + 1], entries, n, hops) + ends * (after[l] - after[l + 1]))
+        rows = rows_in_reach * (after[l] if freeze else 1.0)  # under freeze, exited rows are not updated
+        walk_rows += rows_in_reach if rows_in_reach < n else 0.0
         masked = freeze and after[l] < 1.0
         if rows >= n:  # every row live: no gather, no scatter back
             update = n * (row + masked * step.select)

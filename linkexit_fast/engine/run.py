@@ -20,7 +20,7 @@ from . import buffers
 from .cache import FrozenCache
 from .indexing import at, host, nonzero, scatter_rows, sync_free
 from .inputs import aggregates_input, input_states
-from .plan import Plan, choose, record
+from .plan import Plan, choose, reach, record
 from .scope import compact, row_key, walk_pays
 from .stats import EngineStats, head_macs, layer_k
 
@@ -30,6 +30,9 @@ from .stats import EngineStats, head_macs, layer_k
 # from 1.2M page faults to 0.5M and its wall-clock from 5.1-6.2 s to 3.9-4.5 s, against 64k-row
 # (64 MB) chunks. On a GPU a layer is one chunk: there launches cost more than memory.
 ROW_CHUNK_BYTES = 16 << 20
+# Whether the probe before gcn's first layer on the raw input runs before compaction (see
+# _Run.__init__); False: after it, as for the other layers (benchmarks/engine_variants.py times both).
+PROBE_BEFORE_COMPACT = True
 
 
 def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, threshold: float,
@@ -190,17 +193,30 @@ class _Run:
         # graph's CSR and features, and the scope stops at L - 1 hops: no state of the rows L hops
         # out is ever formed (on large graphs the outermost ring is most of the L-hop field).
         self.raw = aggregates_input(model, graph)
-        scope = self.scope = compact(graph, ends, self.L - 1 if self.raw else self.L, model.self_loops,
-                                     walk=not dense, ops=ops)
+        hops = self.L - 1 if self.raw else self.L
+        self.graph, self.nodes = graph, None  # global ids until compacted
+        self.scratch = Scratch(self.m, self.dev)
+        # That first layer needs no scope either: the probe before it (see _probe) runs first, and
+        # the endpoints it sees exit bring none of their neighbourhoods into the scope. Probed
+        # after compaction, the layer would update part of a larger scope and scatter its rows
+        # back (on 100 pairs of the 20k-node graph: 5,593 of 11,263 rows).
+        self.probed_first = PROBE_BEFORE_COMPACT and self.raw and self._probe_pays(0, ends.numel(), int(reach(
+            ends.numel(), graph.col.numel(), graph.num_nodes, hops)), ends)
+        exiting = self._probe_flags(0, graph.x.contiguous(), None, ends) if self.probed_first else None
+        n_out = host(exiting.sum())[0] if self.probed_first else 0
+        scope = self.scope = compact(graph, ends, hops, model.self_loops, walk=not dense, ops=ops,
+                                     exiting=exiting if n_out else None)
         self.rowptr, self.col, self.weight, self.nodes = scope.rowptr, scope.col, scope.weight, scope.nodes
         self.ends, self.dist, self.deg, self.self_weight = scope.ends, scope.dist, scope.deg, scope.self_weight
         self.n = self.rowptr.numel() - 1
-        self.graph = graph
         stats.scope_nodes = self.n
+        # Those endpoints exit at layer 1 whatever its decision there says (see _probe).
+        self.forced = torch.zeros(self.n, dtype=torch.bool, device=self.dev).scatter_(
+            0, self.ends[exiting], True) if n_out else None
+        self.n_out = n_out
         # The aggregation CSR shrinks under freeze; readiness always needs all neighbours.
         self.cache = FrozenCache(self.rowptr, self.col, self.weight, self.m)
         self.csr_deg = self.cache.deg  # entries per row of the scope CSR, for the FLOP counts
-        self.scratch = Scratch(self.m, self.dev)
         self.all_rows: Optional[torch.Tensor] = None
 
     # -------------------------------------------------------------- pieces
@@ -237,14 +253,22 @@ class _Run:
             return upd.numel() * layer_k(self.model) * self.m * self.m
         return upd.numel() * h.shape[1] * self.m if self.raw else 0
 
-    def _probe_pays(self, l: int, bound: int, open_ends: torch.Tensor, upd: torch.Tensor) -> bool:
-        """Whether to probe before layer ``l`` (see :meth:`_probe`): where it applies, as the plan
-        says (:meth:`.plan.Plan.probe`)."""
+    def _probe_pays(self, l: int, n_open: int, rows: int, like: torch.Tensor) -> bool:
+        """Whether to probe before layer ``l`` (see :meth:`_probe`) with ``n_open`` endpoints open
+        and ``rows`` rows to update (on the index path of tensor ``like``): where it applies, as
+        the plan says (:meth:`.plan.Plan.probe`)."""
         c, model = self.c, self.model
-        applies = (not self.dense and self.freeze and c.exit == "node" and bound >= 1
-                   and l + 1 >= model.first_exit and open_ends.numel() < upd.numel()
+        applies = (not self.dense and self.freeze and c.exit == "node" and self.L - l - 1 >= 1
+                   and l + 1 >= model.first_exit and n_open < rows
                    and (model.eval_mode == "sample" or self.threshold < 1.0))  # 1.0: no exit (contract)
-        return applies and self.plan.probe(l, open_ends.numel(), upd.numel(), sync_free(upd))
+        return applies and self.plan.probe(l, n_open, rows, sync_free(like))
+
+    def _probe_flags(self, l: int, h: torch.Tensor, step: Optional[torch.Tensor], open_ends: torch.Tensor
+                     ) -> torch.Tensor:
+        """The probe's decisions (:meth:`_probe`): which of ``open_ends`` exit at layer ``l + 1``,
+        from their states after layer ``l`` (computed here, for them alone, in the scratch)."""
+        states = self._update(l, h, open_ends, step)
+        return judge(self.model, self.ops, l + 1, states, open_ends, self._decide)[0]
 
     def _probe(self, l: int, h: torch.Tensor, step: Optional[torch.Tensor], open_ends: torch.Tensor,
                exited: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
@@ -264,8 +288,7 @@ class _Run:
         on states computed in another batch, says: a near-tie may flip between the two (the engine
         contract allows either), but an endpoint whose neighbourhood was left out must not stay open.
         """
-        states = self._update(l, h, open_ends, step)  # in the scratch, read before the layer's update
-        flag, _ = judge(self.model, self.ops, l + 1, states, open_ends, self._decide)
+        flag = self._probe_flags(l, h, step, open_ends)
         (n_out,) = host(flag.sum())
         if n_out == 0:
             return None
@@ -311,9 +334,9 @@ class _Run:
             end_pos.scatter_(0, self.ends, torch.arange(self.ends.numel(), device=dev))
         open_ends = self.ends  # endpoints not yet exited (local ids, sorted); shrinks as they exit
         dist, radius = self.dist, self.scope.radius
-        sources_at_bfs, n_exited, exited_at_rebuild = self.ends.numel(), 0, 0
+        sources_at_bfs, n_exited, exited_at_rebuild = self.ends.numel() - self.n_out, 0, 0
         edge_counts: List[Union[int, torch.Tensor]] = []  # per layer that ran
-        forced: Optional[torch.Tensor] = None  # rows the probe saw exit at this layer (_probe)
+        forced = self.forced  # rows the probe saw exit at this layer (_probe)
 
         def live_rows(bound: int) -> torch.Tensor:
             """The rows a layer judges and updates: within ``bound`` hops of an open endpoint, less
@@ -415,7 +438,9 @@ class _Run:
             if upd is None:
                 upd = live_rows(bound)
             probed = []
-            if self._probe_pays(l, bound, open_ends, upd):
+            if l == 0 and self.probed_first:  # before compaction (__init__)
+                probed = [open_ends]
+            elif self._probe_pays(l, open_ends.numel(), upd.numel(), upd):
                 probed = [open_ends]
                 seen = self._probe(l, h, step, open_ends, exited)
                 if seen is not None:  # fewer rows to update: those the endpoints that stay need

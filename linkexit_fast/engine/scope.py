@@ -156,30 +156,41 @@ class Scope:
 
 
 def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk: bool = True,
-            ops: Optional[ModuleType] = None) -> Scope:
+            ops: Optional[ModuleType] = None, exiting: Optional[torch.Tensor] = None) -> Scope:
     """The scope of endpoints ``ends`` (sorted unique global ids): every row within ``hops`` of
     one, compacted when that is under ``COMPACT_BELOW`` of the rows. ``walk=False``: every row, no
     walk. ``ops``: the backend; its ``scope_csr`` op (the C++ one) walks and compacts in one pass
-    on the CPU's index path, else the torch path below, the specification it is tested against."""
+    on the CPU's index path, else the torch path below, the specification it is tested against.
+
+    ``exiting`` (bool ``[E]`` over ``ends``; a mask index, so a host sync on a GPU): endpoints that
+    the probe saw exit after the first layer (:meth:`.run._Run._probe`). They are in the scope, at
+    distance 0, but their neighbourhoods are not: the walk starts from the other endpoints and
+    does not pass through them, and they get no CSR entries."""
     n_glob = graph.num_nodes
     dev = graph.rowptr.device
     native = getattr(ops, "scope_csr", None) if NATIVE_COMPACT and not sync_free(graph.rowptr) else None
     nodes = None
+    sources, boundary = (ends, None) if exiting is None else (ends[~exiting], ends[exiting])
     if not walk or not walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
         # One hop would reach every row: all rows count as within one hop (a superset of the
         # true scope, so nothing changes but possibly a few more updates), none is compacted.
         dist = torch.ones(n_glob, dtype=torch.int64, device=dev).scatter_(0, ends, 0)
         radius = 1
     elif native is not None:
-        nodes, dist, rowptr, col = native(graph.rowptr, graph.col, ends, hops, COMPACT_BELOW)
+        nodes, dist, rowptr, col = native(graph.rowptr, graph.col, sources, hops, COMPACT_BELOW, boundary)
         if rowptr.numel() == 0:  # not compacted: dist is over every row
             nodes = None
         local_ends = None if nodes is None else torch.searchsorted(nodes, ends)
         row = None if nodes is None else entry_rows(rowptr)  # the CPU's index path: no sync
         radius = None if nodes is None else hops  # rows out of reach stay UNREACHED
     else:
-        dist, scope = hop_distance(graph.rowptr, graph.col, ends, hops, row_of=lambda: graph.row,
+        passable = None if boundary is None else \
+            torch.ones(n_glob, dtype=torch.bool, device=dev).index_fill_(0, boundary, False)
+        dist, scope = hop_distance(graph.rowptr, graph.col, sources, hops, passable, row_of=lambda: graph.row,
                                    symmetric=True, return_reached=True, ops=ops)
+        if boundary is not None:  # at the boundary: read, never updated through this CSR
+            dist.index_fill_(0, boundary, hops)
+            scope = torch.unique(torch.cat([scope, boundary]))
         radius = None
         if scope.numel() < COMPACT_BELOW * n_glob:
             g2l = torch.full((n_glob,), -1, dtype=torch.int64, device=dev)
@@ -203,6 +214,8 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
         weight = at(dinv, row) * at(dinv, col)
         deg = at(graph.deg, nodes)
         self_weight = at(graph.self_loop_weight(), nodes) if self_loops else None
+    if exiting is not None:
+        dist = dist.index_fill(0, local_ends[exiting], 0)
     return Scope(graph, rowptr, col, weight, nodes, local_ends, dist, radius, deg, self_weight, ops, row)
 
 

@@ -38,8 +38,10 @@ constexpr size_t kChunk = size_t{1} << 16;
 // Multi-source BFS of at most max_hops hops over the CSR rowptr [n+1], col [nnz] from the n_src
 // rows src (named `src_name` in errors, which start with `op`; repeats allowed). Sets map[v] to
 // v's hop distance for every reached row and appends the reached rows to `queue` in hop order.
-// With `passable`, a row is reached like any other but expanded only where passable[row].
-// Index values are checked as they are read.
+// With `passable`, a row is reached like any other but expanded only where passable[row]. The
+// n_fixed rows `fixed` (may be null) are marked at max_hops before the walk, whatever their
+// distance from src, so that it never walks through them (a row in both lists is a fixed one):
+// scope_csr's boundary rows. Index values are checked as they are read.
 //
 // Every access is a cache miss on a large graph (a 100-pair query on the 1M-node graph reads ~50k
 // scattered entries of rowptr, col and the map). A narrow hop therefore runs in two passes of
@@ -50,8 +52,17 @@ constexpr size_t kChunk = size_t{1} << 16;
 inline void walk_rows(const char* op, const char* src_name, const int64_t* src, int64_t n_src,
                       const int64_t* rowptr, const int64_t* col, int64_t n, int64_t nnz,
                       const bool* passable, int64_t max_hops, std::vector<int32_t>& map,
-                      std::vector<int64_t>& queue) {
-  queue.reserve(static_cast<size_t>(std::min<int64_t>(n, n_src)));
+                      std::vector<int64_t>& queue, const int64_t* fixed = nullptr, int64_t n_fixed = 0) {
+  queue.reserve(static_cast<size_t>(std::min<int64_t>(n, n_src + n_fixed)));
+  for (int64_t i = 0; i < n_fixed; ++i) {  // in the queue (so unmarked on return), never expanded
+    const int64_t s = fixed[i];
+    TORCH_CHECK(s >= 0 && s < n, op, ": boundary[", i, "] = ", s, " is outside [0, ", n, ")");
+    if (map[s] < 0) {
+      map[s] = static_cast<int32_t>(max_hops);
+      queue.push_back(s);
+    }
+  }
+  const size_t first = queue.size();  // the walk starts after the fixed rows
   for (int64_t i = 0; i < n_src; ++i) {
     const int64_t s = src[i];
     TORCH_CHECK(s >= 0 && s < n, op, ": ", src_name, "[", i, "] = ", s, " is outside [0, ", n, ")");
@@ -81,7 +92,7 @@ inline void walk_rows(const char* op, const char* src_name, const int64_t* src, 
     }
     nbrs.clear();
   };
-  size_t begin = 0;
+  size_t begin = first;
   for (int32_t hop = 1; hop <= max_hops && begin < queue.size(); ++hop) {
     const size_t end = queue.size();  // rows pushed while this hop runs are the next hop's
     if (static_cast<int64_t>(end - begin) * 16 < n) {

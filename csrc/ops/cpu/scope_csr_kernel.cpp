@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace linkexit_fast {
@@ -16,9 +17,10 @@ constexpr int64_t kUnreached = int64_t{1} << 30;  // engine/scope.py's UNREACHED
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_cpu(
     const at::Tensor& rowptr_t, const at::Tensor& col_t, const at::Tensor& ends_t, int64_t hops,
-    double max_fraction) {
-  check_scope_csr_args(rowptr_t, col_t, ends_t, hops, max_fraction);
+    double max_fraction, const std::optional<at::Tensor>& boundary_t) {
+  check_scope_csr_args(rowptr_t, col_t, ends_t, hops, max_fraction, boundary_t);
   const at::Tensor rowptr_c = rowptr_t.contiguous(), col_c = col_t.contiguous(), ends_c = ends_t.contiguous();
+  const at::Tensor boundary_c = boundary_t.has_value() ? boundary_t->contiguous() : at::Tensor();
   const int64_t n = rowptr_c.numel() - 1, nnz = col_c.numel();
   const int64_t* rowptr = rowptr_c.data_ptr<int64_t>();
   const int64_t* col = col_c.data_ptr<int64_t>();
@@ -28,7 +30,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_cpu(
   std::vector<int64_t> queue;
   Unmark unmark{map, queue};
   walk_rows("scope_csr", "ends", ends_c.data_ptr<int64_t>(), ends_c.numel(), rowptr, col, n, nnz, nullptr, hops,
-            map, queue);
+            map, queue, boundary_c.defined() ? boundary_c.data_ptr<int64_t>() : nullptr,
+            boundary_c.defined() ? boundary_c.numel() : 0);
 
   const int64_t k = static_cast<int64_t>(queue.size());
   if (!(static_cast<double>(k) < max_fraction * static_cast<double>(n))) {  // not compacted
