@@ -4,6 +4,7 @@ step as shipped against an alternative, in one run of interleaved rounds per cel
     python benchmarks/engine_variants.py --compare probe        # -> benchmarks/results/engine_probe.{md,json}
     python benchmarks/engine_variants.py --compare compaction   # -> benchmarks/results/engine_compaction.{md,json}
     python benchmarks/engine_variants.py --compare scatter      # -> benchmarks/results/engine_scatter.{md,json}
+    python benchmarks/engine_variants.py --compare probe-first  # -> benchmarks/results/engine_probe-first.{md,json}
     python benchmarks/engine_variants.py --compare probe --sizes 20000 --rounds 5 --out /tmp/probe
 
 Comparisons:
@@ -13,6 +14,11 @@ Comparisons:
   that stay open need. "off": forced off; "shipped": the planner's rule
   (``engine.plan.PROBE_SHARE`` and, once the first call has taught it the model's exit profile
   on the graph, ``PROBE_MIN_EXIT``).
+* ``probe-first``: the probe before gcn's first layer, where that layer reads the raw input,
+  run before compaction so that the scope leaves out the neighbourhoods of the endpoints it sees
+  exit ("shipped", ``engine.run.PROBE_BEFORE_COMPACT``), against the same probe run after
+  compaction, on the scope of every endpoint, whose first layer then scatters its rows back into
+  that larger scope ("off").
 * ``compaction``: the scope's walk and compaction (``engine.scope.compact``) in the cpu backend's
   C++ op ``scope_csr`` ("shipped") against the torch path it is tested against ("off",
   ``engine.scope.NATIVE_COMPACT`` False): the same scope, rows and scores.
@@ -40,7 +46,7 @@ import linkexit_fast as lf
 from linkexit_fast.datasets import synthetic
 from linkexit_fast.engine import indexing
 from linkexit_fast.engine import plan as planner
-from linkexit_fast.engine import scope
+from linkexit_fast.engine import run, scope
 from linkexit_fast.timing import interleaved_medians, machine_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,6 +69,10 @@ COMPARISONS = {
     "probe": ("The engine's probe: on (the planner's rule) against off",
               {"off": lambda: knob(planner, "PROBE", False), "shipped": lambda: knob(planner, "PROBE", None)},
               dict(sizes="20000,200000,1000000", pairs="100,10000", thresholds="0.5,0.9")),
+    "probe-first": ("The probe before gcn's first layer: before compaction against after it",
+                    {"off": lambda: knob(run, "PROBE_BEFORE_COMPACT", False),
+                     "shipped": lambda: knob(run, "PROBE_BEFORE_COMPACT", True)},
+                    dict(sizes="5000,20000,200000,1000000", pairs="100,10000", thresholds="0.5")),
     "scatter": ("The scatter of updated rows into the states: the C++ op (scatter_rows) against index_copy_",
                 {"off": lambda: knob(indexing, "NATIVE_SCATTER", False),
                  "shipped": lambda: knob(indexing, "NATIVE_SCATTER", True)},

@@ -26,6 +26,8 @@ NATIVE_SCATTER = True
 def at(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``x[idx]`` for an integer index tensor of any shape (rows of a 20k x 64 ``h``: 0.26 against
     1.02 ms by ``x[idx]``; of a 1M x 256 one: 290 against 642 ms)."""
+    if idx.dim() == 1:  # most calls: no reshape and view to pay for
+        return x.index_select(0, idx)
     return x.index_select(0, idx.reshape(-1)).view(*idx.shape, *x.shape[1:])
 
 
@@ -46,7 +48,10 @@ def sync_free(t: torch.Tensor) -> bool:
 
 def host(*values: Union[int, torch.Tensor]) -> List[int]:
     """Integer device scalars (and ints, passed through) as Python ints, in one transfer: none
-    when every value is an int already."""
+    when every value is an int already. On the CPU's index path they are read one by one: no
+    stack to build, and no sync to save."""
+    if not any(isinstance(v, torch.Tensor) and sync_free(v) for v in values):
+        return [int(v) for v in values]
     scalars = [v.reshape(()).to(torch.int64) for v in values if isinstance(v, torch.Tensor)]
     read = iter(torch.stack(scalars).tolist() if scalars else ())
     return [next(read) if isinstance(v, torch.Tensor) else v for v in values]

@@ -107,7 +107,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_cpu(
     args.exit = exit.data_ptr<bool>() + s;
     args.step = temperature ? step.data_ptr<float>() + s : nullptr;
     const int64_t chunks = (rows + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
+    // One chunk runs on this thread: a fork/join for it can wait a time slice for a descheduled
+    // worker (see kRowBlock), and a layer's exit heads often judge a few hundred rows.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
       exit_epilogue(args, c * kChunk, std::min(rows, (c + 1) * kChunk));
     }

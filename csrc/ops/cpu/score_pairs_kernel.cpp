@@ -153,7 +153,9 @@ at::Tensor score_pairs_cpu(const at::Tensor& z, const at::Tensor& u, const at::T
     float* x_next = x[b % 2].data_ptr<float>();
     const int64_t last_chunks = num_chunks(prev_rows), chunks = last_chunks + num_chunks(rows);
     std::atomic<int64_t> bad_pair{-1};
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
+    // A single chunk runs on this thread: no fork/join, which on a shared machine can wait a
+    // time slice for a descheduled worker (as in exit_decision_kernel.cpp).
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
       if (c < last_chunks) {
         const int64_t i0 = c * kChunk;
@@ -178,7 +180,7 @@ at::Tensor score_pairs_cpu(const at::Tensor& z, const at::Tensor& u, const at::T
         float* pre_p = pre.data_ptr<float>();
         const float* bias_p = bias_c[l].data_ptr<float>();
         const int64_t width = pre.size(1), pre_chunks = num_chunks(rows);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads) if (pre_chunks > 1)
         for (int64_t c = 0; c < pre_chunks; ++c) {
           bias_relu(pre_p, width, bias_p, c * kChunk, std::min(rows, (c + 1) * kChunk));
         }
