@@ -10,6 +10,9 @@ predictor), within float32 summation-order noise. What the engine skips, and whe
    are never updated; under ``readout`` exited nodes still relay.
 2. **Compaction** (``scope.py``). A query whose L-hop field is a small part of the graph runs on a
    compacted subgraph (local ids, full-graph degrees), and each layer touches only its active rows.
+   Where gcn's first layer reads the raw input from the whole graph, the probe before it
+   (``run.py``) runs before compaction, and the endpoints it sees exit bring none of their
+   neighbourhoods into the scope.
 3. **Frozen-neighbour cache** (``cache.py``, ``freeze``). Once enough nodes have frozen, their
    contribution to each active neighbour's aggregate is added once into a cache and their edges
    leave the CSR.

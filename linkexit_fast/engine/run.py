@@ -4,7 +4,9 @@ It stops when every endpoint has exited (then every pair is resolved) or the lay
 layer decides exits for the rows in scope, updates only the rows still needed and aggregates over
 the CSR that the frozen-neighbour cache (:mod:`.cache`) keeps; the scope (:mod:`.scope`) is walked
 again when the endpoints still needed shrank enough, or when the probe (:meth:`_Run._probe`) saw,
-before a layer, that some endpoints will exit right after it.
+before a layer, that some endpoints will exit right after it. Before gcn's first layer on the raw
+input the probe runs before the scope is built (:class:`_Run`), which then leaves out what the
+endpoints it sees exit would have needed.
 """
 from __future__ import annotations
 
