@@ -195,6 +195,9 @@ class _Run:
         # graph's CSR and features, and the scope stops at L - 1 hops: no state of the rows L hops
         # out is ever formed (on large graphs the outermost ring is most of the L-hop field).
         self.raw = aggregates_input(model, graph)
+        # The raw input, made contiguous once for the probe and the first layer (a copy only when
+        # the graph's features are a strided view).
+        self.x = graph.x.contiguous() if self.raw else None
         hops = self.L - 1 if self.raw else self.L
         self.graph, self.nodes = graph, None  # global ids until compacted
         self.scratch = Scratch(self.m, self.dev)
@@ -204,7 +207,7 @@ class _Run:
         # back (on 100 pairs of the 20k-node graph: 5,593 of 11,263 rows).
         self.probed_first = PROBE_BEFORE_COMPACT and self.raw and self._probe_pays(0, ends.numel(), int(reach(
             ends.numel(), graph.col.numel(), graph.num_nodes, hops)), ends)
-        exiting = self._probe_flags(0, graph.x.contiguous(), None, ends) if self.probed_first else None
+        exiting = self._probe_flags(0, self.x, None, ends) if self.probed_first else None
         n_out = host(exiting.sum())[0] if self.probed_first else 0
         scope = self.scope = compact(graph, ends, hops, model.self_loops, walk=not dense, ops=ops,
                                      exiting=exiting if n_out else None)
@@ -357,7 +360,7 @@ class _Run:
             return self._rows(mask)
 
         raw = self.raw  # gcn's first layer as (Â X) W_0: h is the graph's X (never written) until then
-        h = self.graph.x.contiguous() if raw else input_states(model, self.graph, self.nodes, ops, st,
+        h = self.x if raw else input_states(model, self.graph, self.nodes, ops, st,
                                                                 self.count_flops)
         widths = []  # features aggregated per entry, per layer that ran
         for l in range(L):
