@@ -5,6 +5,7 @@ step as shipped against an alternative, in one run of interleaved rounds per cel
     python benchmarks/engine_variants.py --compare compaction   # -> benchmarks/results/engine_compaction.{md,json}
     python benchmarks/engine_variants.py --compare scatter      # -> benchmarks/results/engine_scatter.{md,json}
     python benchmarks/engine_variants.py --compare probe-first  # -> benchmarks/results/engine_probe-first.{md,json}
+    python benchmarks/engine_variants.py --compare exits        # -> benchmarks/results/engine_exits.{md,json}
     python benchmarks/engine_variants.py --compare probe --sizes 20000 --rounds 5 --out /tmp/probe
 
 Comparisons:
@@ -22,6 +23,10 @@ Comparisons:
 * ``compaction``: the scope's walk and compaction (``engine.scope.compact``) in the cpu backend's
   C++ op ``scope_csr`` ("shipped") against the torch path it is tested against ("off",
   ``engine.scope.NATIVE_COMPACT`` False): the same scope, rows and scores.
+* ``exits``: a layer's exit bookkeeping under ``freeze`` (mark the rows that exit, keep the
+  open endpoints and the rows that stay) in the cpu backend's C++ op ``exit_update`` ("shipped")
+  against the ~17 small torch ops it replaces, its specification ("off",
+  ``engine.run.NATIVE_EXITS`` False): the same rows, exit layers and scores.
 * ``scatter``: updated rows written back into the states by the cpu backend's C++ op
   ``scatter_rows`` ("shipped") against ``index_copy_`` ("off", ``engine.indexing.NATIVE_SCATTER``
   False): the same states, rows and scores.
@@ -77,6 +82,9 @@ COMPARISONS = {
                 {"off": lambda: knob(indexing, "NATIVE_SCATTER", False),
                  "shipped": lambda: knob(indexing, "NATIVE_SCATTER", True)},
                 dict(sizes="5000,20000,200000", pairs="100,10000", thresholds="0.5")),
+    "exits": ("A layer's exit bookkeeping under freeze: the C++ op (exit_update) against the torch ops",
+              {"off": lambda: knob(run, "NATIVE_EXITS", False), "shipped": lambda: knob(run, "NATIVE_EXITS", True)},
+              dict(sizes="5000,20000,200000", pairs="100,10000", thresholds="0.5,0.9")),
     "compaction": ("The scope's compaction: the C++ op (scope_csr) against the torch path",
                    {"off": lambda: knob(scope, "NATIVE_COMPACT", False),
                     "shipped": lambda: knob(scope, "NATIVE_COMPACT", True)},

@@ -264,7 +264,8 @@ def test_scope_csr_matches_scipy(seed, degrees, hops, frac, repeat, max_fraction
     within ``hops`` of ``ends`` in increasing order, their distances, and the entries of the rows
     inside ``hops`` renumbered by position (rows at ``hops`` keep none); not compacted, the hop
     distance of every row. ``boundary`` rows (random, some of them ends, some repeated) join the
-    scope at ``hops``: scipy walks from the other ends with their edges removed."""
+    scope at ``hops``: scipy walks from the other ends with their edges removed. Each entry's row:
+    its local row, repeated by count."""
     import numpy as np
     gen, n, rowptr, col, ends = random_walk_case(seed, degrees, frac, repeat)
     boundary = None if n_boundary is None else torch.randint(0, n, (n_boundary,), generator=gen)
@@ -276,10 +277,10 @@ def test_scope_csr_matches_scipy(seed, degrees, hops, frac, repeat, max_fraction
         d = scipy_hop_distance(rowptr, col, sources, hops, passable).numpy() if sources.numel() else \
             np.full(n, UNREACHED)
         d[boundary.numpy()] = hops
-    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, ends, hops, max_fraction, boundary)
+    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(rowptr, col, ends, hops, max_fraction, boundary)
     reached = np.flatnonzero(d != UNREACHED)
     if not len(reached) < max_fraction * n:
-        assert nodes.numel() == rowptr_l.numel() == col_l.numel() == 0
+        assert nodes.numel() == rowptr_l.numel() == col_l.numel() == row_l.numel() == 0
         assert dist.tolist() == d.tolist()
         return
     rp, c = rowptr.numpy(), col.numpy()
@@ -290,6 +291,7 @@ def test_scope_csr_matches_scipy(seed, degrees, hops, frac, repeat, max_fraction
     assert dist.tolist() == d[reached].tolist()
     assert rowptr_l.tolist() == [0] + np.cumsum(counts, dtype=np.int64).tolist()
     assert col_l.tolist() == (np.concatenate(expected_col).tolist() if inner else [])
+    assert row_l.tolist() == np.repeat(np.arange(len(reached)), counts).tolist()
 
 
 def test_scope_csr_path_graph():
@@ -297,9 +299,9 @@ def test_scope_csr_path_graph():
     keeps its entries (to 0 and 2: local 0 and 2), rows 0 and 2 sit at the boundary."""
     rowptr = torch.tensor([0, 1, 3, 5, 7, 8])
     col = torch.tensor([1, 0, 2, 1, 3, 2, 4, 3])
-    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, torch.tensor([1]), 1, 0.8)
+    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(rowptr, col, torch.tensor([1]), 1, 0.8)
     assert nodes.tolist() == [0, 1, 2] and dist.tolist() == [1, 0, 1]
-    assert rowptr_l.tolist() == [0, 0, 2, 2] and col_l.tolist() == [0, 2]
+    assert rowptr_l.tolist() == [0, 0, 2, 2] and col_l.tolist() == [0, 2] and row_l.tolist() == [1, 1]
 
 
 @PROPERTY
@@ -315,6 +317,37 @@ def test_scatter_rows_matches_numpy(seed, n, m, frac):
     out = cpu.scatter_rows(dst, rows, src)
     assert out.data_ptr() == dst.data_ptr()  # in place
     assert torch.equal(dst, torch.from_numpy(want))
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 200), frac=st.floats(0, 1), p_exit=st.floats(0, 1),
+       forced=st.booleans(), layer=st.integers(0, 7))
+def test_exit_update_matches_numpy(seed, n, frac, p_exit, forced, layer):
+    """One layer's exit bookkeeping against numpy: the rows judged (none exited, unsorted) exit
+    where their flag or the forced mask says, at ``layer``; the other rows and entries stay as they
+    were; the open endpoints (some exited before, some judged now) still open, and the rows that
+    stay, each in the order given."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    L = 8
+    exited = rng.random(n) < 0.3
+    exit_layer = np.where(exited, rng.integers(0, L, n), L)
+    candidates = np.flatnonzero(~exited)
+    rows = rng.permutation(candidates)[: int(frac * candidates.size)]
+    flag = rng.random(rows.size) < p_exit
+    force = rng.random(n) < 0.2 if forced else None
+    open_ends = rng.permutation(n)[: rng.integers(0, n + 1)]
+    goes = flag | (force[rows] if forced else False)
+    want_exited, want_layer = exited.copy(), exit_layer.copy()
+    want_exited[rows[goes]] = True
+    want_layer[rows[goes]] = layer
+    ex, el = torch.from_numpy(exited.copy()), torch.from_numpy(exit_layer.copy())
+    still, stay = cpu.exit_update(torch.from_numpy(rows), torch.from_numpy(flag),
+                                  None if force is None else torch.from_numpy(force), ex, el,
+                                  torch.from_numpy(open_ends), layer)
+    assert ex.tolist() == want_exited.tolist() and el.tolist() == want_layer.tolist()
+    assert still.tolist() == open_ends[~want_exited[open_ends]].tolist()
+    assert stay.tolist() == rows[~goes].tolist()
 
 
 # ---------------------------------------------------------------------- errors, never crashes
@@ -458,6 +491,25 @@ def test_hop_distance_rejects_bad_input():
             cpu.hop_distance(*args)
 
 
+def test_exit_update_rejects_bad_input_before_writing():
+    exited, layer = torch.zeros(4, dtype=torch.bool), torch.full((4,), 3)
+    rows, flag, open_ends = torch.tensor([0, 2]), torch.tensor([True, True]), torch.tensor([1, 2])
+    cases = [
+        ((torch.tensor([0, 4]), flag, None, exited, layer, open_ends, 1), r"rows\[1\] = 4 is out of range for 4 rows"),
+        ((rows, flag, None, exited, layer, torch.tensor([-1]), 1), r"open_ends\[0\] = -1 is out of range"),
+        ((rows, torch.tensor([1, 1]), None, exited, layer, open_ends, 1), "'flag'"),
+        ((rows, flag[:1], None, exited, layer, open_ends, 1), "'flag'"),
+        ((rows, flag, torch.zeros(3, dtype=torch.bool), exited, layer, open_ends, 1), "'forced'"),
+        ((rows, flag, None, exited, layer[:3], open_ends, 1), "'exit_layer'"),
+        ((rows, flag, None, exited, layer.int(), open_ends, 1), "'exit_layer'"),
+        ((rows, flag, None, exited.int(), layer, open_ends, 1), "'exited'"),
+    ]
+    for args, name in cases:
+        with pytest.raises(RuntimeError, match=name):
+            cpu.exit_update(*args)
+        assert not exited.any() and (layer == 3).all()  # nothing written
+
+
 def test_scope_csr_rejects_bad_input_and_stays_right():
     """Bad input raises naming it; a call that raised midway leaves the op's per-thread row map
     as it found it, so the next call is still right (rows 0-2 of small_graph, by hand)."""
@@ -478,17 +530,18 @@ def test_scope_csr_rejects_bad_input_and_stays_right():
         with pytest.raises(RuntimeError, match=name):
             cpu.scope_csr(*args)
     # Rows 0 -> {1, 2}, 1 -> {}, 2 -> {0, 1, 2}: from row 1, nothing beyond it.
-    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, torch.tensor([1]), 2, 1.0)
-    assert nodes.tolist() == [1] and dist.tolist() == [0] and rowptr_l.tolist() == [0, 0]
+    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(rowptr, col, torch.tensor([1]), 2, 1.0)
+    assert nodes.tolist() == [1] and dist.tolist() == [0] and rowptr_l.tolist() == [0, 0] and row_l.numel() == 0
     # The path 0-1-2-3-4 from row 1 within two hops, row 2 a boundary row (by hand): rows 0, 1
     # and 2 (at the boundary, not walked through: row 3 stays out); row 0 keeps its entry to 1,
     # row 1 those to 0 and 2 (local 0 and 2), row 2 none.
     path_rowptr, path_col = torch.tensor([0, 1, 3, 5, 7, 8]), torch.tensor([1, 0, 2, 1, 3, 2, 4, 3])
-    nodes, dist, rowptr_l, col_l = cpu.scope_csr(path_rowptr, path_col, torch.tensor([1]), 2, 0.8, torch.tensor([2]))
+    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(path_rowptr, path_col, torch.tensor([1]), 2, 0.8,
+                                                        torch.tensor([2]))
     assert nodes.tolist() == [0, 1, 2] and dist.tolist() == [1, 0, 2]
-    assert rowptr_l.tolist() == [0, 1, 3, 3] and col_l.tolist() == [1, 0, 2]
-    nodes, dist, rowptr_l, col_l = cpu.scope_csr(rowptr, col, torch.tensor([0]), 1, 1.0)  # every row: not compacted
-    assert dist.tolist() == [0, 1, 1] and nodes.numel() == rowptr_l.numel() == col_l.numel() == 0
+    assert rowptr_l.tolist() == [0, 1, 3, 3] and col_l.tolist() == [1, 0, 2] and row_l.tolist() == [0, 1, 1]
+    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(rowptr, col, torch.tensor([0]), 1, 1.0)  # not compacted
+    assert dist.tolist() == [0, 1, 1] and nodes.numel() == rowptr_l.numel() == col_l.numel() == row_l.numel() == 0
 
 
 def test_falls_back_to_torch_with_one_warning(monkeypatch):

@@ -197,7 +197,8 @@ def test_hop_distance_matches_python_bfs(n, e, hubs, seed, max_hops, frac, with_
        exit_frac=st.sampled_from([None, 0.0, 0.3, 1.0]))
 def test_compact_in_cpp_matches_torch(n, e, hubs, seed, hops, frac, self_loops, exit_frac):
     """The C++ compaction (the cpu backend's scope_csr) gives the scope the torch path gives, field
-    by field: rows, local CSR and weights, endpoints, distances, degrees, self-loop weights; also
+    by field: rows, local CSR, its entries' rows and weights, endpoints, distances, degrees,
+    self-loop weights; also
     with some endpoints ``exiting`` (the probe's: in the scope at distance 0, not walked through)."""
     from linkexit_fast.backends import cpu
     graph = random_graph(n, e, hubs, seed)
@@ -208,11 +209,38 @@ def test_compact_in_cpp_matches_torch(n, e, hubs, seed, hops, frac, self_loops, 
     spec = scope.compact(graph, ends, hops, self_loops, ops=None, exiting=exiting)
     if exiting is not None:
         assert (fast.dist[fast.ends[exiting]] == 0).all()
-    for field in ("rowptr", "col", "weight", "nodes", "ends", "dist", "deg", "self_weight"):
+    for field in ("rowptr", "col", "weight", "nodes", "ends", "dist", "deg", "self_weight", "row"):
         a, b = getattr(fast, field), getattr(spec, field)
         assert (a is None) == (b is None), field
         assert a is None or torch.equal(a, b), field
     assert fast.radius == spec.radius
+
+
+@pytest.mark.skipif("cpu" not in ENGINE_BACKENDS, reason="the C++ ops are unavailable")
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 80), e=st.integers(0, 300), seed=st.integers(0, 10**6), layers=st.integers(1, 4),
+       threshold=st.floats(0.05, 1.0), npairs=st.integers(1, 40), probe=st.sampled_from([None, True, False]),
+       exit=st.sampled_from(["node", "subgraph"]))
+def test_exit_bookkeeping_in_cpp_matches_torch(n, e, seed, layers, threshold, npairs, probe, exit):
+    """A layer's exit bookkeeping under freeze in the cpu backend's exit_update op (as shipped)
+    against the torch ops it replaces (run.NATIVE_EXITS False, the specification): the same
+    scores, exit layers, rows decided, probed and updated, call for call."""
+    graph = random_graph(n, e, 1, seed, 6)
+    torch.manual_seed(seed)
+    model = EarlyExitLinkPredictor(ModelConfig(6, n, hidden=8, layers=layers, exit=exit, semantics="freeze")).eval()
+    pairs = torch.randint(0, n, (npairs, 2), generator=torch.Generator().manual_seed(seed + 1))
+    runs = []
+    with engine_knobs(False, probe=probe):
+        for native in (True, False):
+            engine_run.NATIVE_EXITS = native
+            try:
+                runs.append(lf.predict(graph, pairs, threshold, model=model, backend="cpu", plan="engine",
+                                       return_stats=True))
+            finally:
+                engine_run.NATIVE_EXITS = True
+    (fast, a), (spec, b) = runs
+    assert torch.equal(fast, spec) and torch.equal(a.exit_layer, b.exit_layer)
+    assert (a.nodes_decided, a.nodes_probed, a.nodes_updated) == (b.nodes_decided, b.nodes_probed, b.nodes_updated)
 
 
 @pytest.fixture

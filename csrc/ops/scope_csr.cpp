@@ -12,7 +12,7 @@
 namespace linkexit_fast {
 namespace ops {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr(const at::Tensor& rowptr,
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr(const at::Tensor& rowptr,
                                                                      const at::Tensor& col,
                                                                      const at::Tensor& ends,
                                                                      int64_t hops, double max_fraction,
@@ -45,7 +45,7 @@ void check_scope_csr_args(const at::Tensor& rowptr, const at::Tensor& col, const
 
 TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
   m.def("scope_csr(Tensor rowptr, Tensor col, Tensor ends, int hops, float max_fraction, Tensor? boundary=None) "
-        "-> (Tensor, Tensor, Tensor, Tensor)");
+        "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 // The CPU kernel (cpu/scope_csr_kernel.cpp), registered here so that its file need not include

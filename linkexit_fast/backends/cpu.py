@@ -1,7 +1,7 @@
 """The engine's three ops in C++ with OpenMP (``csrc/``): same signatures and return conventions
 as :mod:`linkexit_fast.backends.torch_ops`, the specification they are tested against; and the
-scope walk and compaction (:func:`hop_distance`, :func:`scope_csr`), whose specifications are the
-engine's torch walk and compaction.
+scope walk and compaction (:func:`hop_distance`, :func:`scope_csr`) and a layer's exit bookkeeping
+(:func:`exit_update`), whose specifications are the engine's torch walk, compaction and layer loop.
 
 The compiled ops come from ``linkexit_fast._C`` when ``setup.py`` built it; otherwise ``csrc/`` is
 compiled just-in-time on first use and cached in torch's extension folder. If neither works,
@@ -19,10 +19,10 @@ import torch
 from . import torch_ops
 
 __all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows",
-           "bf16_isa", "score_pairs_bf16"]
+           "exit_update", "bf16_isa", "score_pairs_bf16"]
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
-_OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows")
+_OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows", "exit_update")
 _lock = threading.Lock()
 _state: dict = {}  # "error": None once the ops are registered, else why they are not
 _warned = False
@@ -50,6 +50,9 @@ def _build() -> Optional[str]:
     schema = torch.ops.linkexit_fast.exit_decision.default._schema
     if schema.arguments[5].name != "margin_bound":
         return f"the loaded extension predates exit_decision(margin_bound): rebuild it from {CSRC}"
+    # scope_csr returns the row of each entry since its fifth output: an older build returns four.
+    if len(torch.ops.linkexit_fast.scope_csr.default._schema.returns) != 5:
+        return f"the loaded extension predates scope_csr's entry rows: rebuild it from {CSRC}"
     return None
 
 
@@ -185,16 +188,18 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
 
 
 def scope_csr(rowptr: torch.Tensor, col: torch.Tensor, ends: torch.Tensor, hops: int, max_fraction: float,
-              boundary: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+              boundary: Optional[torch.Tensor] = None
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The engine's scope compaction (:func:`linkexit_fast.engine.scope.compact`, whose torch path
     is the specification) in one serial pass: a BFS of at most ``hops`` hops from ``ends`` (row
     ids in ``[0, R)``, repeats allowed) over the CSR ``rowptr [R+1]``, ``col [nnz]``; ``k`` rows
     are reached.
 
-    ``k < max_fraction * R``: returns ``(nodes [k], dist [k], rowptr_l [k+1], col_l [e])``, the
-    reached rows in increasing order, their hop distances, and the CSR, in local ids, of the rows
-    with ``dist < hops`` (rows at ``hops`` get no entries). Otherwise ``(empty, dist [R], empty,
-    empty)`` with ``dist`` as :func:`hop_distance` gives it. ``boundary`` (row ids, default none):
+    ``k < max_fraction * R``: returns ``(nodes [k], dist [k], rowptr_l [k+1], col_l [e], row_l
+    [e])``, the reached rows in increasing order, their hop distances, and the CSR, in local ids,
+    of the rows with ``dist < hops`` (rows at ``hops`` get no entries), with each entry's row.
+    Otherwise ``(empty, dist [R], empty, empty, empty)`` with ``dist`` as :func:`hop_distance`
+    gives it. ``boundary`` (row ids, default none):
     rows put in the scope at distance ``hops`` whatever their distance from ``ends``, and never
     walked through (a row in both is a boundary row). O(reached rows + their entries); each
     calling thread keeps one int32 per row between calls (for global-to-local ids) so that a small
@@ -207,6 +212,28 @@ def scope_csr(rowptr: torch.Tensor, col: torch.Tensor, ends: torch.Tensor, hops:
         raise RuntimeError(f"scope_csr: the C++ ops are unavailable: {error}")
     return torch.ops.linkexit_fast.scope_csr(_index(rowptr), _index(col), _index(ends), int(hops),
                                              float(max_fraction), None if boundary is None else _index(boundary))
+
+
+def exit_update(rows: torch.Tensor, flag: torch.Tensor, forced: Optional[torch.Tensor], exited: torch.Tensor,
+                exit_layer: torch.Tensor, open_ends: torch.Tensor, layer: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One layer's exit bookkeeping of the engine under ``freeze`` (:meth:`linkexit_fast.engine.run._Run.run`,
+    whose torch path is the specification), in one pass instead of about 17 small torch ops.
+
+    ``rows [k]`` (int64 row ids in ``[0, R)``, none exited yet) were judged at ``layer``, with
+    decisions ``flag [k]`` (bool); ``forced [R]`` (bool, or None) marks rows that exit there
+    whatever their decision. Marks ``rows[i]`` exited at ``layer`` in ``exited [R]`` (bool) and
+    ``exit_layer [R]`` (int64), in place, where ``flag[i]`` or ``forced[rows[i]]``; returns
+    ``(open, stay)``: the entries of ``open_ends`` (int64 row ids) not exited afterwards, and the
+    rows of ``rows`` that did not exit, each in its given order. Raises RuntimeError naming the
+    argument for a wrong dtype or shape, or an id outside ``[0, R)`` (before writing anything),
+    or when the C++ ops are unavailable.
+    """
+    error = _load_error()
+    if error is not None:
+        raise RuntimeError(f"exit_update: the C++ ops are unavailable: {error}")
+    return torch.ops.linkexit_fast.exit_update(_index(rows), flag.contiguous(),
+                                               None if forced is None else forced.contiguous(), exited,
+                                               exit_layer, _index(open_ends), int(layer))
 
 
 def scatter_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> torch.Tensor:

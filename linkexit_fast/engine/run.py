@@ -35,6 +35,9 @@ ROW_CHUNK_BYTES = 16 << 20
 # Whether the probe before gcn's first layer on the raw input runs before compaction (see
 # _Run.__init__); False: after it, as for the other layers (benchmarks/engine_variants.py times both).
 PROBE_BEFORE_COMPACT = True
+# Whether a layer's exit bookkeeping under freeze uses the backend's exit_update op where it has
+# one, on the CPU's index path (False: the torch ops of _Run.run, its specification).
+NATIVE_EXITS = True
 
 
 def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, threshold: float,
@@ -342,6 +345,9 @@ class _Run:
         sources_at_bfs, n_exited, exited_at_rebuild = self.ends.numel() - self.n_out, 0, 0
         edge_counts: List[Union[int, torch.Tensor]] = []  # per layer that ran
         forced = self.forced  # rows the probe saw exit at this layer (_probe)
+        # The engine under freeze on the CPU's index path: the exit bookkeeping below in one op.
+        exit_update = getattr(ops, "exit_update", None) if (
+            NATIVE_EXITS and self.freeze and not self.dense and not sync_free(exited)) else None
 
         def live_rows(bound: int) -> torch.Tensor:
             """The rows a layer judges and updates: within ``bound`` hops of an open endpoint, less
@@ -382,14 +388,17 @@ class _Run:
                 rows = live_rows(bound)
                 flag, step_rows = judge(model, ops, l, self.scratch.take(h, rows), rows, self._decide, ready,
                                         self.rowptr, self.col, self.deg)
-                if forced is not None:
+                if forced is not None and exit_update is None:
                     flag, forced = flag | at(forced, rows), None
                 decided += rows.numel()
                 if step_rows is not None:
                     step = torch.zeros(n, device=dev)
                     step.scatter_(0, rows, step_rows)
                 # The rows judged are the rows this layer updates: under freeze less those exiting.
-                if self.freeze and self.dense:  # every row judged: exited ones keep their layer
+                if exit_update is not None:  # the two branches below, in one op
+                    open_ends, stay = exit_update(rows, flag, forced, exited, exit_layer, open_ends, l)
+                    forced, n_new, n_src = None, rows.numel() - stay.numel(), open_ends.numel()
+                elif self.freeze and self.dense:  # every row judged: exited ones keep their layer
                     new_mask = flag & ~exited
                     exited |= new_mask
                     exit_layer.masked_fill_(new_mask, l)
@@ -412,18 +421,20 @@ class _Run:
                     # those that exited now keep their states by the same mask (keep_exited).
                     n_exited, keep_exited = n, True
                 else:
-                    still = ~at(exited, open_ends)
-                    n_new, n_src = host(new_mask.sum(), still.sum())  # one transfer for both counts
+                    if exit_update is None:
+                        still = ~at(exited, open_ends)
+                        n_new, n_src = host(new_mask.sum(), still.sum())  # one transfer for both counts
                     n_exited += n_new
                     if n_src == 0:  # every endpoint exited, so every pair is resolved: stop here
                         st.nodes_decided.append(decided)
                         break
-                    open_ends = at(open_ends, nonzero(still, n_src))
+                    if exit_update is None:
+                        open_ends = at(open_ends, nonzero(still, n_src))
                 if not self.dense:  # the engine only: index lists, walks, cache (none on the dense path)
                     if bound == 0:  # the last layer updates the open endpoints only (live_rows)
                         upd = None
                     elif self.freeze:
-                        upd = at(rows, nonzero(~flag, rows.numel() - n_new))
+                        upd = stay if exit_update is not None else at(rows, nonzero(~flag, rows.numel() - n_new))
                     # Lazy re-scoping: only when the set of endpoints still needed shrank enough, and
                     # the walk may leave rows out (else the current distances, from a superset of
                     # these sources, stay: a superset of the rows needed).

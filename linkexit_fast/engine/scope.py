@@ -177,11 +177,10 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
         dist = torch.ones(n_glob, dtype=torch.int64, device=dev).scatter_(0, ends, 0)
         radius = 1
     elif native is not None:
-        nodes, dist, rowptr, col = native(graph.rowptr, graph.col, sources, hops, COMPACT_BELOW, boundary)
+        nodes, dist, rowptr, col, row = native(graph.rowptr, graph.col, sources, hops, COMPACT_BELOW, boundary)
         if rowptr.numel() == 0:  # not compacted: dist is over every row
             nodes = None
         local_ends = None if nodes is None else torch.searchsorted(nodes, ends)
-        row = None if nodes is None else entry_rows(rowptr)  # the CPU's index path: no sync
         radius = None if nodes is None else hops  # rows out of reach stay UNREACHED
     else:
         passable = None if boundary is None else \

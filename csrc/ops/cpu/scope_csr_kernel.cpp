@@ -15,7 +15,7 @@ constexpr int64_t kUnreached = int64_t{1} << 30;  // engine/scope.py's UNREACHED
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_cpu(
     const at::Tensor& rowptr_t, const at::Tensor& col_t, const at::Tensor& ends_t, int64_t hops,
     double max_fraction, const std::optional<at::Tensor>& boundary_t) {
   check_scope_csr_args(rowptr_t, col_t, ends_t, hops, max_fraction, boundary_t);
@@ -38,7 +38,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_cpu(
     at::Tensor dist_t = rowptr_c.new_full({n}, kUnreached);
     int64_t* dist = dist_t.data_ptr<int64_t>();
     for (const int64_t v : queue) dist[v] = map[v];
-    return {rowptr_c.new_empty({0}), dist_t, rowptr_c.new_empty({0}), rowptr_c.new_empty({0})};
+    return {rowptr_c.new_empty({0}), dist_t, rowptr_c.new_empty({0}), rowptr_c.new_empty({0}),
+            rowptr_c.new_empty({0})};
   }
   at::Tensor nodes_t = rowptr_c.new_empty({k}), dist_t = rowptr_c.new_empty({k});
   int64_t* nodes = nodes_t.data_ptr<int64_t>();
@@ -54,13 +55,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_cpu(
     const int64_t v = nodes[i];
     rowptr_l[i + 1] = rowptr_l[i] + (dist[i] < hops ? rowptr[v + 1] - rowptr[v] : 0);
   }
-  at::Tensor col_l_t = rowptr_c.new_empty({rowptr_l[k]});
-  int64_t* col_l = col_l_t.data_ptr<int64_t>();
   const int64_t entries = rowptr_l[k];
+  at::Tensor col_l_t = rowptr_c.new_empty({entries}), row_l_t = rowptr_c.new_empty({entries});
+  int64_t* col_l = col_l_t.data_ptr<int64_t>();
+  int64_t* row_l = row_l_t.data_ptr<int64_t>();
   for (int64_t i = 0; i < k; ++i) {  // global ids first, then local: two passes of independent loads
     if (dist[i] >= hops) continue;
     const int64_t v = nodes[i];
     std::copy(col + rowptr[v], col + rowptr[v + 1], col_l + rowptr_l[i]);
+    std::fill(row_l + rowptr_l[i], row_l + rowptr_l[i + 1], i);
   }
   for (int64_t e = 0; e < entries; ++e) {
     if (e + static_cast<int64_t>(kAhead) < entries) __builtin_prefetch(&map[col_l[e + kAhead]]);
@@ -68,7 +71,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scope_csr_cpu(
     TORCH_CHECK(c >= 0, "scope_csr: internal error, column ", col_l[e], " was not reached");
     col_l[e] = c;
   }
-  return {nodes_t, dist_t, rowptr_l_t, col_l_t};
+  return {nodes_t, dist_t, rowptr_l_t, col_l_t, row_l_t};
 }
 
 }  // namespace ops
