@@ -32,7 +32,8 @@ def test_each_criterion_misses_on_its_own():
 def test_the_rerun_decides_and_the_summary_counts_it():
     first = dict(seconds=seconds(1.10, 1.00, 1.05, 3.0), **grid.verdict(seconds(1.10, 1.00, 1.05, 3.0), 1.0))
     again = seconds(1.01, 1.00, 1.04, 3.0)
-    row = dict(graph="g", pairs="p", threshold=0.5, plan="dense (x)", engine_flop_ratio=1.0, **first,
+    work = {"auto": [[10, 10], [0, 0]], "dense": [[10, 10], [0, 0]], "engine": [[4, 2], [3, 0]]}
+    row = dict(graph="g", pairs="p", threshold=0.5, plan="dense (x)", engine_flop_ratio=1.0, work=work, **first,
                rerun=dict(seconds=again, rounds=20, **grid.verdict(again, 1.0)))
     assert first["misses"] == ["5%"] and grid.decided(row)["auto_over_best"] == 1.01
     bad_again = seconds(1.07, 1.00, 1.04, 3.0)
@@ -41,4 +42,10 @@ def test_the_rerun_decides_and_the_summary_counts_it():
     text = grid.render([row], meta)
     assert "Worst auto / best: 1.010; cells more than 5 % over: 0." in text
     text = grid.render([row, dict(bad, graph="h")], meta)
-    assert "Worst auto / best: 1.070; cells more than 5 % over: 1 (h p t=0.5)." in text
+    assert "Worst auto / best: 1.070; cells more than 5 % over: 1 (h p t=0.5), of which 0 with auto on another plan" in text
+    # The same timings with auto on the engine path, or on the dense path with other rows: a planner miss.
+    for other in (dict(bad, graph="h", plan="engine (x)"),
+                  dict(bad, graph="h", work=dict(work, auto=[[10, 9], [0, 0]]))):
+        text = grid.render([row, other], meta)
+        assert "over: 1 (h p t=0.5), of which 1 with auto on another plan" in text
+        assert "(planner misses: h p t=0.5)" in text
