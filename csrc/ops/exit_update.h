@@ -10,7 +10,7 @@ namespace ops {
 
 // One layer's exit bookkeeping of the engine under freeze, in one pass (see
 // linkexit_fast/engine/run.py, _Run.run, whose torch path is the specification it is tested
-// against). rows [k] (int64, in [0, R)): the rows judged at `layer`, none of them exited yet;
+// against). rows [k] (int64, unique, in [0, R)): the rows judged at `layer`, none exited yet;
 // flag [k] (bool): their exit decisions; forced [R] (bool, or none): rows that exit at this layer
 // whatever their decision (the probe's). exited [R] (bool) and exit_layer [R] (int64) are updated
 // in place: rows[i] is marked exited at `layer` where flag[i] or forced[rows[i]] holds (the other

@@ -219,7 +219,7 @@ def exit_update(rows: torch.Tensor, flag: torch.Tensor, forced: Optional[torch.T
     """One layer's exit bookkeeping of the engine under ``freeze`` (:meth:`linkexit_fast.engine.run._Run.run`,
     whose torch path is the specification), in one pass instead of about 17 small torch ops.
 
-    ``rows [k]`` (int64 row ids in ``[0, R)``, none exited yet) were judged at ``layer``, with
+    ``rows [k]`` (unique int64 row ids in ``[0, R)``, none exited yet) were judged at ``layer``, with
     decisions ``flag [k]`` (bool); ``forced [R]`` (bool, or None) marks rows that exit there
     whatever their decision. Marks ``rows[i]`` exited at ``layer`` in ``exited [R]`` (bool) and
     ``exit_layer [R]`` (int64), in place, where ``flag[i]`` or ``forced[rows[i]]``; returns
