@@ -140,7 +140,9 @@ class Scope:
     deg: torch.Tensor  # [n] full-graph degrees
     self_weight: Optional[torch.Tensor]  # [n] self-loop weights (models with self-loops)
     ops: Optional[ModuleType] = None  # the backend, whose hop_distance op walks if it has one
-    row: Optional[torch.Tensor] = None  # the row of every CSR entry, built on first use
+    # The row of every CSR entry: compact gives it for a compacted scope (scope_csr returns it on
+    # the CPU), else the graph's own, read on first use.
+    row: Optional[torch.Tensor] = None
 
     def entry_rows(self) -> torch.Tensor:
         """The row of every entry of the scope CSR (for wide-frontier walks), built once."""
