@@ -57,15 +57,17 @@ def gap_threshold(model, graph) -> float:
 
 @contextlib.contextmanager
 def engine_knobs(gpu_indexing: bool, saturated: float = scope.SATURATED,
-                 pair_chunk: int = api.PAIR_CHUNK, probe=None):
+                 pair_chunk: int = api.PAIR_CHUNK, probe=None, native_linear: bool = True):
     """The engine's GPU index path (sizes from counts read once, no boolean selections), forced
     on the CPU when ``gpu_indexing``; otherwise the device's own choice. ``saturated`` 0 skips every
     scope walk after the first hop's estimate, infinity takes every one; ``pair_chunk`` 1
     scores one pair per chunk; ``probe`` True / False forces the probe (run._Run._probe) on / off
-    wherever it applies, None leaves it to the plan."""
-    knobs = ((indexing, "SYNC_FREE"), (scope, "SATURATED"), (api, "PAIR_CHUNK"), (engine_plan, "PROBE"))
+    wherever it applies, None leaves it to the plan; ``native_linear`` False runs the model's own
+    layer transform where the backend has a fused linear_act (run.NATIVE_LINEAR)."""
+    knobs = ((indexing, "SYNC_FREE"), (scope, "SATURATED"), (api, "PAIR_CHUNK"), (engine_plan, "PROBE"),
+             (engine_run, "NATIVE_LINEAR"))
     defaults = [getattr(module, n) for module, n in knobs]
-    for (module, n), v in zip(knobs, (True if gpu_indexing else None, saturated, pair_chunk, probe)):
+    for (module, n), v in zip(knobs, (True if gpu_indexing else None, saturated, pair_chunk, probe, native_linear)):
         setattr(module, n, v)
     try:
         yield
@@ -111,9 +113,11 @@ def check_contract(model, graph, pairs, threshold, backend, plan="auto"):
        backend=st.sampled_from(ENGINE_BACKENDS), gpu_indexing=st.booleans(),
        saturated=st.sampled_from([0.0, scope.SATURATED, float("inf")]),
        pair_chunk=st.sampled_from([1, 7, api.PAIR_CHUNK]), plan=st.sampled_from(PATHS),
-       feats=st.sampled_from([6, 8, 12]), probe=st.sampled_from([None, True, False]))
+       feats=st.sampled_from([6, 8, 12]), probe=st.sampled_from([None, True, False]),
+       native_linear=st.booleans())
 def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, layers, threshold, npairs, backend,
-                                                   gpu_indexing, saturated, pair_chunk, plan, feats, probe):
+                                                   gpu_indexing, saturated, pair_chunk, plan, feats, probe,
+                                                   native_linear):
     backbone, exit, semantics = combo
     # feats < hidden: gcn's first layer runs as (Â X) W_0 on the whole graph's CSR (aggregates_input)
     graph = random_graph(n, e, hubs, seed, feats)
@@ -125,7 +129,7 @@ def test_engine_matches_reference_on_random_graphs(n, e, hubs, seed, combo, laye
     pairs[0, 1] = pairs[0, 0]  # u = v
     if npairs > 2:
         pairs[-1] = pairs[1]  # a duplicate pair
-    with engine_knobs(gpu_indexing, saturated, pair_chunk, probe):
+    with engine_knobs(gpu_indexing, saturated, pair_chunk, probe, native_linear):
         assume(check_contract(model, graph, pairs, threshold, backend, plan))
 
 

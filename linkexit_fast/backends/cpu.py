@@ -1,7 +1,9 @@
 """The engine's three ops in C++ with OpenMP (``csrc/``): same signatures and return conventions
 as :mod:`linkexit_fast.backends.torch_ops`, the specification they are tested against; and the
 scope walk and compaction (:func:`hop_distance`, :func:`scope_csr`) and a layer's exit bookkeeping
-(:func:`exit_update`), whose specifications are the engine's torch walk, compaction and layer loop.
+(:func:`exit_update`), whose specifications are the engine's torch walk, compaction and layer loop;
+and a layer's transform, Linear then GELU, written once (:func:`linear_act`, specified by torch's
+``F.gelu(F.linear(...))``).
 
 The compiled ops come from ``linkexit_fast._C`` when ``setup.py`` built it; otherwise ``csrc/`` is
 compiled just-in-time on first use and cached in torch's extension folder. If neither works,
@@ -19,10 +21,11 @@ import torch
 from . import torch_ops
 
 __all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows",
-           "exit_update", "bf16_isa", "score_pairs_bf16"]
+           "exit_update", "linear_act", "bf16_isa", "score_pairs_bf16"]
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
-_OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows", "exit_update")
+_OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows", "exit_update",
+        "linear_act")
 _lock = threading.Lock()
 _state: dict = {}  # "error": None once the ops are registered, else why they are not
 _warned = False
@@ -234,6 +237,32 @@ def exit_update(rows: torch.Tensor, flag: torch.Tensor, forced: Optional[torch.T
     return torch.ops.linkexit_fast.exit_update(_index(rows), flag.contiguous(),
                                                None if forced is None else forced.contiguous(), exited,
                                                exit_layer, _index(open_ends), int(layer))
+
+
+def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], gelu: bool,
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.gelu(F.linear(x, weight, bias))`` (exact GELU, ``gelu=True``) or ``F.linear(x, weight, bias)``,
+    written once into ``out``: a GNN layer's transform (``EarlyExitLinkPredictor.transform``, gcn
+    and resgcn). ``x [k, K]``, ``weight [N, K]`` (nn.Linear layout), ``bias [N]`` or None (floating,
+    taken as contiguous float32); ``out [k, N]`` (float32, contiguous, not overlapping ``x``;
+    default: a fresh tensor). Returns ``out``.
+
+    Rows go in blocks of 32 across threads; each block's outputs are computed in 6 x 16 register
+    tiles (AVX2 + FMA; one FMA chain over ``K`` per output, then the bias: the same arithmetic
+    for a row whatever the batch), and the bias and GELU are applied while the block is in
+    cache. torch's ``addmm`` into ``out`` followed by ``gelu`` passes over ``out`` four times (the
+    bias broadcast, the product, GELU's read and write). GELU uses torch's AVX2 approximation of
+    erf (Abramowitz & Stegun 7.1.26, ``|error| <= 1.5e-7``), in a form without the ``1 + erf``
+    cancellation for negative inputs. Without AVX2 the op runs torch's ``addmm`` and ``gelu``.
+    Raises RuntimeError naming the argument for a wrong dtype, shape or layout, for an ``out``
+    that overlaps ``x``, or when the C++ ops are unavailable.
+    """
+    error = _load_error()
+    if error is not None:
+        raise RuntimeError(f"linear_act: the C++ ops are unavailable: {error}")
+    if out is None:
+        out = torch.empty(x.shape[0], weight.shape[0], dtype=torch.float32, device=x.device)
+    return torch.ops.linkexit_fast.linear_act(_real(x), _real(weight), _opt_real(bias), bool(gelu), out)
 
 
 def scatter_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> torch.Tensor:

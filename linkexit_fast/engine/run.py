@@ -38,6 +38,10 @@ PROBE_BEFORE_COMPACT = True
 # Whether a layer's exit bookkeeping under freeze uses the backend's exit_update op where it has
 # one, on the CPU's index path (False: the torch ops of _Run.run, its specification).
 NATIVE_EXITS = True
+# Whether gcn's and resgcn's layer transforms (Linear, then GELU but at the last layer) use the
+# backend's linear_act op where it has one (the CPU's: the output written once); False: the model's
+# own transform, its specification.
+NATIVE_LINEAR = True
 
 
 def gnn_stage(model: EarlyExitLinkPredictor, graph: Graph, ends: torch.Tensor, threshold: float,
@@ -156,15 +160,23 @@ def layer_update(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h: torc
     c = model.config
     first = c.backbone == "gcn" and l == 0  # the aggregate of X W_0 (or of X): no residual
     raw = first and h.shape[1] != c.hidden  # h is X itself (inputs.aggregates_input: F < m)
+    gelu = l < c.layers - 1  # the last layer has no activation
+    # transform's Linear + GELU in one op (gcn; resgcn then adds its residual)
+    fused = getattr(ops, "linear_act", None) if NATIVE_LINEAR and c.backbone in ("gcn", "resgcn") else None
 
     def rows_update(rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         agg = ops.aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
         if raw:  # (Â X) W_0 + b
             w, _ = model.input_weights()
+            if fused is not None:
+                return fused(agg, w, model.convs[0].bias, gelu, out)
             return model.transform(0, linear_into(agg, w, model.convs[0].bias, out), None, None, out)
         if first:  # Â (X W_0) + b, the bias added straight into out (then no copy at L = 1)
             return model.transform(0, torch.add(agg, model.convs[0].bias, out=out), None, None, out)
         h_rows = None if c.backbone == "gcn" else at(h, rows)  # gcn has no residual
+        if fused is not None:
+            res = fused(agg, model.convs[l].weight, model.convs[l].bias, gelu, out)
+            return res if h_rows is None else res.add_(h_rows)
         return model.transform(l, agg, h_rows, None if step is None else at(step, rows), out)
 
     k = upd.numel()

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+namespace linkexit_fast {
+namespace ops {
+
+// A GNN layer's transform, written once: out = act(x W^T + b), act = exact GELU
+// (x Phi(x), erf form) when `gelu`, else the identity. x [k, K], weight [N, K] (nn.Linear's
+// layout), bias [N] or none, out [k, N], all float32, contiguous, on the CPU; out must not
+// overlap x. Its specification is torch's F.gelu(F.linear(x, weight, bias)) (see
+// linkexit_fast/backends/cpu.py, linear_act). Returns out.
+at::Tensor& linear_act(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                       bool gelu, at::Tensor& out);
+
+// Shape, dtype and layout checks, called first by every kernel.
+void check_linear_act_args(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                           const at::Tensor& out);
+
+// The CPU kernel (cpu/linear_act_kernel.cpp), registered for the CPU by linear_act.cpp.
+decltype(linear_act) linear_act_cpu;
+
+}  // namespace ops
+}  // namespace linkexit_fast
