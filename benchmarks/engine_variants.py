@@ -6,6 +6,7 @@ step as shipped against an alternative, in one run of interleaved rounds per cel
     python benchmarks/engine_variants.py --compare scatter      # -> benchmarks/results/engine_scatter.{md,json}
     python benchmarks/engine_variants.py --compare probe-first  # -> benchmarks/results/engine_probe-first.{md,json}
     python benchmarks/engine_variants.py --compare exits        # -> benchmarks/results/engine_exits.{md,json}
+    python benchmarks/engine_variants.py --compare linear       # -> benchmarks/results/engine_linear.{md,json}
     python benchmarks/engine_variants.py --compare probe --sizes 20000 --rounds 5 --out /tmp/probe
 
 Comparisons:
@@ -27,6 +28,10 @@ Comparisons:
   open endpoints and the rows that stay) in the cpu backend's C++ op ``exit_update`` ("shipped")
   against the ~17 small torch ops it replaces, its specification ("off",
   ``engine.run.NATIVE_EXITS`` False): the same rows, exit layers and scores.
+* ``linear``: gcn's layer transforms (Linear, bias, GELU but at the last layer) in the cpu
+  backend's C++ op ``linear_act``, which writes each output once ("shipped"), against the model's
+  own transform, torch's ``addmm`` into the layer's buffer then ``gelu`` in place ("off",
+  ``engine.run.NATIVE_LINEAR`` False): the same rows and MACs, scores within float32 rounding.
 * ``scatter``: updated rows written back into the states by the cpu backend's C++ op
   ``scatter_rows`` ("shipped") against ``index_copy_`` ("off", ``engine.indexing.NATIVE_SCATTER``
   False): the same states, rows and scores.
@@ -85,6 +90,9 @@ COMPARISONS = {
     "exits": ("A layer's exit bookkeeping under freeze: the C++ op (exit_update) against the torch ops",
               {"off": lambda: knob(run, "NATIVE_EXITS", False), "shipped": lambda: knob(run, "NATIVE_EXITS", True)},
               dict(sizes="5000,20000,200000", pairs="100,10000", thresholds="0.5,0.9")),
+    "linear": ("A layer's transform: the C++ op (linear_act) against torch's addmm and gelu",
+               {"off": lambda: knob(run, "NATIVE_LINEAR", False), "shipped": lambda: knob(run, "NATIVE_LINEAR", True)},
+               dict(sizes="5000,20000,200000", pairs="100,10000", thresholds="0.5,0.9")),
     "compaction": ("The scope's compaction: the C++ op (scope_csr) against the torch path",
                    {"off": lambda: knob(scope, "NATIVE_COMPACT", False),
                     "shipped": lambda: knob(scope, "NATIVE_COMPACT", True)},

@@ -247,10 +247,10 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     taken as contiguous float32); ``out [k, N]`` (float32, contiguous, not overlapping ``x``;
     default: a fresh tensor). Returns ``out``.
 
-    Rows go in blocks of 32 across threads; each block's outputs are computed in 6 x 16 register
-    tiles (AVX2 + FMA; one FMA chain over ``K`` per output, then the bias: the same arithmetic
-    for a row whatever the batch), and the bias and GELU are applied while the block is in
-    cache. torch's ``addmm`` into ``out`` followed by ``gelu`` passes over ``out`` four times (the
+    Rows go in blocks across threads (16 kB of ``x`` each: 64 rows at ``K = 64``, 12 at 256); each
+    block's outputs are computed in 6 x 16 register tiles (AVX2 + FMA; one FMA chain over ``K``
+    per output, then the bias: the same arithmetic for a row whatever the batch), and GELU is
+    applied while the block is in cache. torch's ``addmm`` into ``out`` followed by ``gelu`` passes over ``out`` four times (the
     bias broadcast, the product, GELU's read and write). GELU uses torch's AVX2 approximation of
     erf (Abramowitz & Stegun 7.1.26, ``|error| <= 1.5e-7``), in a form without the ``1 + erf``
     cancellation for negative inputs. Without AVX2 the op runs torch's ``addmm`` and ``gelu``.
