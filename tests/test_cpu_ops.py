@@ -207,6 +207,28 @@ def test_exit_decision_many_blocks_and_clamp(temperature):
                         *args[:6])
 
 
+@pytest.mark.parametrize("temperature", [False, True])
+def test_exit_decision_strided_inputs_and_any_batch(temperature):
+    """The op itself (torch.ops, no wrapper making inputs contiguous) on strided h and w1 against
+    the torch specification on contiguous copies; and a row's decision, probability and step are
+    the same bits whatever rows share its batch (the engine's probe and its layer judge a row in
+    different batches)."""
+    gen = torch.Generator().manual_seed(5)
+    h = torch.randn(77, 3 * 40, generator=gen)[:, ::3]
+    w1 = torch.randn(40, 24, generator=gen).T / 6  # [24, 40], strided
+    b1, w2, b2 = torch.randn(24, generator=gen), torch.randn(2, 24, generator=gen) / 5, torch.randn(2, generator=gen)
+    w_nu, b_nu = (torch.randn(40, generator=gen), torch.randn(1, generator=gen)) if temperature else (None, None)
+    bound = torch_ops.exit_margin_bound(0.5)
+    got = torch.ops.linkexit_fast.exit_decision(h, w1, b1, w2, b2, bound, w_nu, b_nu, 0.0)
+    spec = torch_ops.exit_decision(h.contiguous(), w1.contiguous(), b1, w2, b2, 0.5, w_nu, b_nu, 0.0)
+    assert_exit_matches((got[0], got[1], got[2] if temperature else None), spec,
+                        h.contiguous(), w1.contiguous(), b1, w2, b2, 0.5)
+    for start, stop in ((0, 1), (3, 20), (70, 77)):
+        part = torch.ops.linkexit_fast.exit_decision(h[start:stop], w1, b1, w2, b2, bound, w_nu, b_nu, 0.0)
+        for a, b in zip(part, got):
+            assert torch.equal(a, b[start:stop] if b.numel() else b)
+
+
 def scipy_hop_distance(rowptr, col, sources, max_hops, passable):
     """Hop distances by scipy's BFS on the CSR with the rows that may not expand emptied."""
     from scipy.sparse import csr_matrix

@@ -22,5 +22,12 @@ void check_linear_act_args(const at::Tensor& x, const at::Tensor& weight, const 
 // The CPU kernel (cpu/linear_act_kernel.cpp), registered for the CPU by linear_act.cpp.
 decltype(linear_act) linear_act_cpu;
 
+// Its tiles on raw pointers, for other CPU kernels' products (exit_decision's first layer):
+// out [rows, n] = act(x [rows, k] W^T + b), W [n, k] and x, out row-major, bias nullable, out not
+// overlapping x. Returns false, writing nothing, on a CPU without AVX2 and FMA: the caller then
+// runs torch's GEMM.
+bool linear_rows(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, const float* bias,
+                 bool gelu, float* out);
+
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -234,42 +234,47 @@ bool has_avx2() {
 
 }  // namespace
 
+bool linear_rows(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, const float* bias, bool gelu,
+                 float* out) {
+#ifdef LINKEXIT_LINEAR_AVX2
+  if (!has_avx2()) return false;
+  if (rows == 0 || n == 0) return true;
+  // Weights packed into column panels [n / kPanel][k][kPanel], the last one zero-padded, and
+  // the bias padded likewise: a tile reads kPanel consecutive floats per step. The packing
+  // buffer is kept by the calling thread between calls (up to kKeepFloats): a fresh 256 kB
+  // one (K = N = 256) came as new pages each call, and its page faults cost more than a
+  // 64-row product.
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  const size_t size = static_cast<size_t>(panels * kPanel * (k + 1));
+  thread_local std::vector<float> kept;
+  std::vector<float> fresh;
+  std::vector<float>& buf = size <= kKeepFloats ? kept : fresh;
+  if (buf.size() < size) buf.resize(size);
+  float* wpack = buf.data();
+  float* bpad = wpack + panels * kPanel * k;
+  pack_panels(w, n, k, wpack);
+  std::fill(bpad, bpad + panels * kPanel, 0.f);
+  if (bias) std::memcpy(bpad, bias, n * sizeof(float));
+  const int64_t fit = kTaskBytes / static_cast<int64_t>(sizeof(float) * std::max<int64_t>(k, 1));
+  const int64_t task = std::clamp<int64_t>(fit - fit % kTileRows, kTileRows, 64);
+  at::parallel_for(0, (rows + task - 1) / task, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r = t * task, count = std::min(task, rows - r);
+      rows_task(x + r * k, k, wpack, bpad, out + r * n, n, count, gelu);
+    }
+  });
+  return true;
+#else
+  return false;
+#endif
+}
+
 at::Tensor& linear_act_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                            bool gelu, at::Tensor& out) {
   check_linear_act_args(x, weight, bias, out);
-  const int64_t rows = x.size(0), k = x.size(1), n = weight.size(0);
-  if (rows == 0 || n == 0) return out;
-#ifdef LINKEXIT_LINEAR_AVX2
-  if (has_avx2()) {
-    // Weights packed into column panels [n / kPanel][k][kPanel], the last one zero-padded, and
-    // the bias padded likewise: a tile reads kPanel consecutive floats per step. The packing
-    // buffer is kept by the calling thread between calls (up to kKeepFloats): a fresh 256 kB
-    // one (K = N = 256) came as new pages each call, and its page faults cost more than a
-    // 64-row product.
-    const int64_t panels = (n + kPanel - 1) / kPanel;
-    const size_t size = static_cast<size_t>(panels * kPanel * (k + 1));
-    thread_local std::vector<float> kept;
-    std::vector<float> fresh;
-    std::vector<float>& buf = size <= kKeepFloats ? kept : fresh;
-    if (buf.size() < size) buf.resize(size);
-    float* wpack = buf.data();
-    float* bpad = wpack + panels * kPanel * k;
-    pack_panels(weight.data_ptr<float>(), n, k, wpack);
-    std::fill(bpad, bpad + panels * kPanel, 0.f);
-    if (bias.has_value()) std::memcpy(bpad, bias->data_ptr<float>(), n * sizeof(float));
-    const float* xs = x.data_ptr<float>();
-    float* o = out.data_ptr<float>();
-    const int64_t fit = kTaskBytes / static_cast<int64_t>(sizeof(float) * std::max<int64_t>(k, 1));
-    const int64_t task = std::clamp<int64_t>(fit - fit % kTileRows, kTileRows, 64);
-    at::parallel_for(0, (rows + task - 1) / task, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t r = t * task, count = std::min(task, rows - r);
-        rows_task(xs + r * k, k, wpack, bpad, o + r * n, n, count, gelu);
-      }
-    });
+  if (linear_rows(x.data_ptr<float>(), x.size(0), x.size(1), weight.data_ptr<float>(), weight.size(0),
+                  bias.has_value() ? bias->data_ptr<float>() : nullptr, gelu, out.data_ptr<float>()))
     return out;
-  }
-#endif
   // Without AVX2 and FMA: torch's own kernels (values may differ from the tiles above by
   // rounding).
   if (bias.has_value()) {
