@@ -150,7 +150,8 @@ def layer_update(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h: torc
                  buffer: Callable[[int], torch.Tensor]) -> torch.Tensor:
     """New states ``[k, m]`` of the ``k`` rows ``upd`` at layer ``l``: their aggregate over the
     CSR ``rowptr, col, weight`` of ``h`` (plus ``cache``, the frozen neighbours' sums), then
-    the model's transform (:meth:`~EarlyExitLinkPredictor.transform`).
+    the model's transform (:meth:`~EarlyExitLinkPredictor.transform`; for gcn and resgcn, the
+    backend's ``linear_act`` where it has one and ``NATIVE_LINEAR`` holds).
 
     The result is written into ``buffer(k)`` (a reused ``[k, m]`` scratch), on a CPU in chunks
     of rows, so a layer holds ``h``, the scratch and chunk-sized temporaries rather than four
