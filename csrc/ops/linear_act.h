@@ -7,8 +7,8 @@
 namespace linkexit_fast {
 namespace ops {
 
-// A GNN layer's transform, written once: out = act(x W^T + b), act = exact GELU
-// (x Phi(x), erf form) when `gelu`, else the identity. x [k, K], weight [N, K] (nn.Linear's
+// A GNN layer's transform, written once: out = act(x W^T + b), act = GELU in its erf form
+// (x Phi(x), to within 3e-7 |x|) when `gelu`, else the identity. x [k, K], weight [N, K] (nn.Linear's
 // layout), bias [N] or none, out [k, N], all float32, contiguous, on the CPU; out must not
 // overlap x. Its specification is torch's F.gelu(F.linear(x, weight, bias)) (see
 // linkexit_fast/backends/cpu.py, linear_act). Returns out.

@@ -241,19 +241,20 @@ def exit_update(rows: torch.Tensor, flag: torch.Tensor, forced: Optional[torch.T
 
 def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], gelu: bool,
                out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``F.gelu(F.linear(x, weight, bias))`` (exact GELU, ``gelu=True``) or ``F.linear(x, weight, bias)``,
-    written once into ``out``: a GNN layer's transform (``EarlyExitLinkPredictor.transform``, gcn
-    and resgcn). ``x [k, K]``, ``weight [N, K]`` (nn.Linear layout), ``bias [N]`` or None (floating,
-    taken as contiguous float32); ``out [k, N]`` (float32, contiguous, not overlapping ``x``;
-    default: a fresh tensor). Returns ``out``.
+    """``F.gelu(F.linear(x, weight, bias))`` (GELU in its erf form, ``gelu=True``) or
+    ``F.linear(x, weight, bias)``, written once into ``out``: a GNN layer's transform
+    (``EarlyExitLinkPredictor.transform``, gcn and resgcn). ``x [k, K]``, ``weight [N, K]``
+    (nn.Linear layout), ``bias [N]`` or None (floating, taken as contiguous float32); ``out [k, N]``
+    (float32, contiguous, not overlapping ``x``; default: a fresh tensor). Returns ``out``.
 
     Rows go in blocks across threads (16 kB of ``x`` each: 64 rows at ``K = 64``, 12 at 256); each
     block's outputs are computed in 6 x 16 register tiles (AVX2 + FMA; one FMA chain over ``K``
     per output, then the bias: the same arithmetic for a row whatever the batch), and GELU is
-    applied while the block is in cache. torch's ``addmm`` into ``out`` followed by ``gelu`` passes over ``out`` four times (the
-    bias broadcast, the product, GELU's read and write). GELU uses torch's AVX2 approximation of
-    erf (Abramowitz & Stegun 7.1.26, ``|error| <= 1.5e-7``), in a form without the ``1 + erf``
-    cancellation for negative inputs. Without AVX2 the op runs torch's ``addmm`` and ``gelu``.
+    applied while the block is in cache. torch's ``addmm`` into ``out`` followed by ``gelu``
+    passes over ``out`` four times (the bias broadcast, the product, GELU's read and write). GELU
+    uses torch's AVX2 approximation of erf (Abramowitz & Stegun 7.1.26, ``|error| <= 1.5e-7``),
+    in a form without the ``1 + erf`` cancellation for negative inputs: within ``3e-7 |x|`` of
+    ``x Phi(x)``. Without AVX2 the op runs torch's ``addmm`` and ``gelu``.
     Raises RuntimeError naming the argument for a wrong dtype, shape or layout, for an ``out``
     that overlaps ``x``, or when the C++ ops are unavailable.
     """

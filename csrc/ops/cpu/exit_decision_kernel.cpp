@@ -103,9 +103,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_cpu(
   for (int64_t s = 0; s < n; s += block) {
     const int64_t rows = std::min(block, n - s);
     at::Tensor pre_block = pre.narrow(0, 0, rows);
-    // linear_act's register tiles where the CPU has AVX2 (on a few hundred rows of 256 against
-    // 32 outputs, about 1.2x torch's mm on the benchmark machine, and the same bits for a row
-    // whatever the batch: the engine's probe and its layer judge a row in different batches).
+    // linear_act's register tiles where the CPU has AVX2: on 43 to 1,922 rows of 256 against 32
+    // outputs, 0.94x to 1.25x torch's mm on the benchmark machine, hot or cold; and the same bits
+    // for a row whatever the batch (the engine's probe and its layer judge a row in different
+    // batches).
     if (!linear_rows(h_c.data_ptr<float>() + s * h_c.size(1), rows, h_c.size(1), w_first.data_ptr<float>(), ld,
                      nullptr, false, pre_block.data_ptr<float>()))
       at::_ops::mm_out::call(h_c.narrow(0, s, rows), w_first.t(), pre_block);
