@@ -376,6 +376,22 @@ def test_exit_update_matches_numpy(seed, n, frac, p_exit, forced, layer):
     assert stay.tolist() == rows[~goes].tolist()
 
 
+
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), n=st.sampled_from([0, 1, 7, 300, 32768, 70001]), bound=st.integers(-1, 6),
+       with_exited=st.booleans())
+def test_live_rows_matches_numpy(seed, n, bound, with_exited):
+    """The rows a layer judges against numpy's flatnonzero of ``(dist <= bound) & ~exited``: in
+    increasing order, also across the op's 32k-row parallel chunks (70,001 rows: three)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    dist = rng.integers(0, 6, n)
+    dist[rng.random(n) < 0.2] = UNREACHED
+    exited = rng.random(n) < 0.3 if with_exited else None
+    want = np.flatnonzero((dist <= bound) & (~exited if with_exited else True))
+    got = cpu.live_rows(torch.from_numpy(dist), bound, None if exited is None else torch.from_numpy(exited))
+    assert got.dtype == torch.int64 and got.tolist() == want.tolist()
+
 # ---------------------------------------------------------------------- errors, never crashes
 def linear_act_want(x, w, b, gelu):
     """F.gelu(F.linear(x, w, b)) in float64 with scipy's erf, and the scale its float32 error is
@@ -623,6 +639,16 @@ def test_exit_update_rejects_bad_input_before_writing():
             cpu.exit_update(*args)
         assert not exited.any() and (layer == 3).all()  # nothing written
 
+
+
+def test_live_rows_rejects_bad_input():
+    dist = torch.tensor([0, 1, 2])
+    # (integer dtypes and strides are converted by the wrapper, as for every index argument)
+    cases = [((dist.float(), 1), "'dist'"), ((dist.view(3, 1), 1), "'dist'"),
+             ((dist, 1, torch.zeros(2, dtype=torch.bool)), "'exited'"), ((dist, 1, torch.zeros(3)), "'exited'")]
+    for args, name in cases:
+        with pytest.raises(RuntimeError, match=name):
+            cpu.live_rows(*args)
 
 def test_scope_csr_rejects_bad_input_and_stays_right():
     """Bad input raises naming it; a call that raised midway leaves the op's per-thread row map

@@ -21,12 +21,22 @@ std::tuple<at::Tensor, at::Tensor> exit_update(const at::Tensor& rows, const at:
                                                const std::optional<at::Tensor>& forced, at::Tensor& exited,
                                                at::Tensor& exit_layer, const at::Tensor& open_ends, int64_t layer);
 
+// The rows a layer judges and updates (the engine's live_rows, linkexit_fast/engine/run.py; its
+// torch path, nonzero of `(dist <= bound) & ~exited`, is the specification): the i in [0, R) with
+// dist[i] <= bound (dist [R], int64) and, when exited [R] (bool) is given, !exited[i], in
+// increasing order, as int64 [k]. One pass, where the torch path takes four ops.
+at::Tensor live_rows(const at::Tensor& dist, int64_t bound, const std::optional<at::Tensor>& exited);
+
+// Shape and dtype checks, called first by every kernel.
+void check_live_rows_args(const at::Tensor& dist, const std::optional<at::Tensor>& exited);
+
 // Shape and dtype checks, called first by every kernel.
 void check_exit_update_args(const at::Tensor& rows, const at::Tensor& flag, const std::optional<at::Tensor>& forced,
                             const at::Tensor& exited, const at::Tensor& exit_layer, const at::Tensor& open_ends);
 
-// The CPU kernel (cpu/exit_update_kernel.cpp), registered for the CPU by exit_update.cpp.
+// The CPU kernels (cpu/exit_update_kernel.cpp), registered for the CPU by exit_update.cpp.
 decltype(exit_update) exit_update_cpu;
+decltype(live_rows) live_rows_cpu;
 
 }  // namespace ops
 }  // namespace linkexit_fast

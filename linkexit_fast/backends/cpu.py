@@ -21,11 +21,11 @@ import torch
 from . import torch_ops
 
 __all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows",
-           "exit_update", "linear_act", "bf16_isa", "score_pairs_bf16"]
+           "exit_update", "live_rows", "linear_act", "bf16_isa", "score_pairs_bf16"]
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 _OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows", "exit_update",
-        "linear_act")
+        "live_rows", "linear_act")
 _lock = threading.Lock()
 _state: dict = {}  # "error": None once the ops are registered, else why they are not
 _warned = False
@@ -238,6 +238,21 @@ def exit_update(rows: torch.Tensor, flag: torch.Tensor, forced: Optional[torch.T
                                                None if forced is None else forced.contiguous(), exited,
                                                exit_layer, _index(open_ends), int(layer))
 
+
+
+def live_rows(dist: torch.Tensor, bound: int, exited: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The rows a layer of the engine judges and updates (:meth:`linkexit_fast.engine.run._Run.run`'s
+    ``live_rows``, whose torch path ``((dist <= bound) & ~exited).nonzero()`` is the specification):
+    the ``i`` with ``dist[i] <= bound`` (``dist [R]``, int64) and, when ``exited [R]`` (bool) is
+    given, not ``exited[i]``, in increasing order, as int64 ``[k]``. One pass instead of four torch
+    ops (chunks of 32k rows across threads above that size). Raises RuntimeError naming the argument
+    for a wrong dtype or shape, or when the C++ ops are unavailable.
+    """
+    error = _load_error()
+    if error is not None:
+        raise RuntimeError(f"live_rows: the C++ ops are unavailable: {error}")
+    return torch.ops.linkexit_fast.live_rows(_index(dist), int(bound),
+                                             None if exited is None else exited.contiguous())
 
 def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], gelu: bool,
                out: Optional[torch.Tensor] = None) -> torch.Tensor:

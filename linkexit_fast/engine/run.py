@@ -36,7 +36,8 @@ ROW_CHUNK_BYTES = 16 << 20
 # _Run.__init__); False: after it, as for the other layers (benchmarks/engine_variants.py times both).
 PROBE_BEFORE_COMPACT = True
 # Whether a layer's exit bookkeeping under freeze uses the backend's exit_update op where it has
-# one, on the CPU's index path (False: the torch ops of _Run.run, its specification).
+# one, and its rows to judge and update the backend's live_rows op, on the CPU's index path
+# (False: the torch ops of _Run.run, their specification).
 NATIVE_EXITS = True
 # Whether gcn's and resgcn's layer transforms (Linear, then GELU but at the last layer) use the
 # backend's linear_act op where it has one (the CPU's: the output written once); False: the model's
@@ -361,6 +362,8 @@ class _Run:
         # The engine under freeze on the CPU's index path: the exit bookkeeping below in one op.
         exit_update = getattr(ops, "exit_update", None) if (
             NATIVE_EXITS and self.freeze and not self.dense and not sync_free(exited)) else None
+        # ... and the rows a layer judges and updates (live_rows below) in one op too.
+        native_live = getattr(ops, "live_rows", None) if NATIVE_EXITS and not sync_free(exited) else None
 
         def live_rows(bound: int) -> torch.Tensor:
             """The rows a layer judges and updates: within ``bound`` hops of an open endpoint, less
@@ -373,6 +376,8 @@ class _Run:
                 return open_ends
             if radius is not None and radius <= bound and (n_exited == 0 or not self.freeze):
                 return self._every_row()
+            if native_live is not None:
+                return native_live(dist, bound, exited if self.freeze else None)
             mask = dist <= bound
             if self.freeze:
                 mask &= ~exited
