@@ -21,6 +21,10 @@ UNREACHED = 1 << 30
 # sorting it instead of marking then scanning all N rows: one query pair on the 1M-node graph
 # spent 6.7 of its 12 ms in such O(N) passes.
 SPARSE_FRONTIER = 1 / 64
+# Endpoints are sorted rather than marked below this many ids whatever the graph's size: one sort
+# against three ops and two O(N) passes. On the CPU (hot, 20k nodes) 200 ids took 11 against 35 us
+# and 2,000 took 38 against 49; at 10,000 ids marking wins at every size tried (5k-200k nodes).
+SORT_IDS_BELOW = 2048
 # A scope walk (hop_distance) costs tens of launches and a few syncs, and pays only where it leaves
 # rows out. It is skipped when its sources, at the scope CSR's mean degree, would cover the rows
 # this many times over within the hops that matter (see walk_pays). On ogbl-ddi's full evaluation
@@ -223,7 +227,7 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
 def endpoints(ids: torch.Tensor, n: int) -> torch.Tensor:
     """Sorted unique node ids of ``ids`` (any shape): by sorting when they are few, else by
     marking (:func:`marked_endpoints`)."""
-    if ids.numel() < SPARSE_FRONTIER * n:
+    if ids.numel() < max(SPARSE_FRONTIER * n, SORT_IDS_BELOW):
         return torch.unique(ids)
     return marked_endpoints([ids], n)
 

@@ -40,10 +40,11 @@ def engine_scores(model: EarlyExitLinkPredictor, ops: ModuleType, z: torch.Tenso
     bounds: List[torch.Tensor] = []
 
     def logits_of(part):
-        keys = key(part)
+        # [2, C]: each endpoint column contiguous, as the scorers take it, in one copy (not two)
+        keys = key(part.t().contiguous())
         if precision == "fp32":
-            return ops.score_pairs(z, keys[:, 0], keys[:, 1], weights, biases)
-        logits, bound = score_pairs_bf16(z, keys[:, 0], keys[:, 1], weights, biases, fp32_scorer=ops.score_pairs)
+            return ops.score_pairs(z, keys[0], keys[1], weights, biases)
+        logits, bound = score_pairs_bf16(z, keys[0], keys[1], weights, biases, fp32_scorer=ops.score_pairs)
         bounds.append(bound)
         return logits
     out = score_chunks(pairs, chunk, logits_of, None if layer is None else (lambda part: at(layer, key(part))))
