@@ -284,40 +284,56 @@ def test_hop_distance_path_graph():
 @PROPERTY
 @given(seed=st.integers(0, 2**31 - 1), degrees=st.lists(DEGREE, min_size=1, max_size=40),
        hops=st.integers(0, 5), frac=st.floats(0.0, 1.0), repeat=st.booleans(),
-       max_fraction=st.sampled_from([0.0, 0.3, 0.8, 1.0]), n_boundary=st.sampled_from([None, 0, 1, 3, 8]))
-def test_scope_csr_matches_scipy(seed, degrees, hops, frac, repeat, max_fraction, n_boundary):
-    """The C++ compaction against scipy's BFS and a local CSR built here with numpy: the rows
-    within ``hops`` of ``ends`` in increasing order, their distances, and the entries of the rows
-    inside ``hops`` renumbered by position (rows at ``hops`` keep none); not compacted, the hop
-    distance of every row. ``boundary`` rows (random, some of them ends, some repeated) join the
-    scope at ``hops``: scipy walks from the other ends with their edges removed. Each entry's row:
-    its local row, repeated by count."""
+       max_fraction=st.sampled_from([0.0, 0.3, 0.8, 1.0]), p_exit=st.sampled_from([None, 0.0, 0.3, 1.0]),
+       normalise=st.booleans())
+def test_scope_csr_matches_scipy(seed, degrees, hops, frac, repeat, max_fraction, p_exit, normalise):
+    """The C++ scope against scipy's BFS and a local CSR built here with numpy: the rows within
+    ``hops`` of ``ends`` in increasing order, their distances, and the entries of the rows inside
+    ``hops`` renumbered by position (rows at ``hops`` keep none); not compacted, the hop distance
+    of every row. ``exiting`` ends (random; with repeated ends, an end may be both) join the scope
+    at ``hops``: scipy walks from the other ends with the exiting ones' edges removed; then they
+    are at distance 0. Each entry's row: its local row, repeated by count; each end's local id by
+    numpy's searchsorted; the weights, degrees and self-loop weights gathered and multiplied in
+    numpy (float32, as torch multiplies)."""
     import numpy as np
     gen, n, rowptr, col, ends = random_walk_case(seed, degrees, frac, repeat)
-    boundary = None if n_boundary is None else torch.randint(0, n, (n_boundary,), generator=gen)
-    if boundary is None:
-        d = scipy_hop_distance(rowptr, col, ends, hops, None).numpy()
-    else:
-        passable = ~torch.isin(torch.arange(n), boundary)
-        sources = ends[passable[ends]]
-        d = scipy_hop_distance(rowptr, col, sources, hops, passable).numpy() if sources.numel() else \
-            np.full(n, UNREACHED)
-        d[boundary.numpy()] = hops
-    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(rowptr, col, ends, hops, max_fraction, boundary)
+    exiting = None if p_exit is None else torch.rand(ends.numel(), generator=gen) < p_exit
+    boundary = torch.empty(0, dtype=torch.int64) if exiting is None else ends[exiting]
+    passable = ~torch.isin(torch.arange(n), boundary)
+    sources = ends[passable[ends]]
+    d = scipy_hop_distance(rowptr, col, sources, hops, passable).numpy() if sources.numel() else \
+        np.full(n, UNREACHED)
+    d[boundary.numpy()] = hops
+    dinv = torch.rand(n, generator=gen) if normalise else None
+    deg = torch.randint(0, 9, (n,), generator=gen) if normalise else None
+    self_w = torch.rand(n, generator=gen) if normalise else None
+    nodes, dist, rowptr_l, col_l, row_l, ends_l, weight_l, deg_l, self_l = cpu.scope_csr(
+        rowptr, col, ends, hops, max_fraction, exiting, dinv, deg, self_w)
     reached = np.flatnonzero(d != UNREACHED)
+    d_out = d.copy()
+    d_out[boundary.numpy()] = 0
     if not len(reached) < max_fraction * n:
-        assert nodes.numel() == rowptr_l.numel() == col_l.numel() == row_l.numel() == 0
-        assert dist.tolist() == d.tolist()
+        assert all(t.numel() == 0 for t in (nodes, rowptr_l, col_l, row_l, ends_l, weight_l, deg_l, self_l))
+        assert dist.tolist() == d_out.tolist()
         return
     rp, c = rowptr.numpy(), col.numpy()
     inner = [r for r in reached if d[r] < hops]
     expected_col = [np.searchsorted(reached, c[rp[r]:rp[r + 1]]) for r in inner]
     counts = [rp[r + 1] - rp[r] if d[r] < hops else 0 for r in reached]
     assert nodes.tolist() == reached.tolist()
-    assert dist.tolist() == d[reached].tolist()
+    assert dist.tolist() == d_out[reached].tolist()
     assert rowptr_l.tolist() == [0] + np.cumsum(counts, dtype=np.int64).tolist()
-    assert col_l.tolist() == (np.concatenate(expected_col).tolist() if inner else [])
-    assert row_l.tolist() == np.repeat(np.arange(len(reached)), counts).tolist()
+    want_col = np.concatenate(expected_col) if inner else np.zeros(0, dtype=np.int64)
+    want_row = np.repeat(np.arange(len(reached)), counts)
+    assert col_l.tolist() == want_col.tolist() and row_l.tolist() == want_row.tolist()
+    assert ends_l.tolist() == np.searchsorted(reached, ends.numpy()).tolist()
+    if not normalise:
+        assert weight_l.numel() == deg_l.numel() == self_l.numel() == 0
+        return
+    dl = dinv.numpy()[reached]
+    assert weight_l.numpy().tobytes() == (dl[want_row] * dl[want_col]).astype(np.float32).tobytes()
+    assert deg_l.tolist() == deg.numpy()[reached].tolist()
+    assert self_l.numpy().tobytes() == self_w.numpy()[reached].tobytes()
 
 
 def test_scope_csr_path_graph():
@@ -325,8 +341,8 @@ def test_scope_csr_path_graph():
     keeps its entries (to 0 and 2: local 0 and 2), rows 0 and 2 sit at the boundary."""
     rowptr = torch.tensor([0, 1, 3, 5, 7, 8])
     col = torch.tensor([1, 0, 2, 1, 3, 2, 4, 3])
-    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(rowptr, col, torch.tensor([1]), 1, 0.8)
-    assert nodes.tolist() == [0, 1, 2] and dist.tolist() == [1, 0, 1]
+    nodes, dist, rowptr_l, col_l, row_l, ends_l, *_ = cpu.scope_csr(rowptr, col, torch.tensor([1]), 1, 0.8)
+    assert nodes.tolist() == [0, 1, 2] and dist.tolist() == [1, 0, 1] and ends_l.tolist() == [1]
     assert rowptr_l.tolist() == [0, 0, 2, 2] and col_l.tolist() == [0, 2] and row_l.tolist() == [1, 1]
 
 
@@ -663,25 +679,35 @@ def test_scope_csr_rejects_bad_input_and_stays_right():
         ((rowptr, col.float(), torch.tensor([0]), 2, 0.8), "'col'"),
         ((rowptr, col, torch.tensor([[0]]), 2, 0.8), "'ends'"),
         ((rowptr[:0], col, torch.tensor([0]), 2, 0.8), "rowptr must hold"),
-        ((rowptr, col, torch.tensor([0]), 2, 0.8, torch.tensor([1, -1])), r"boundary\[1\] = -1 is outside \[0, 3\)"),
-        ((rowptr, col, torch.tensor([0]), 2, 0.8, torch.tensor([[1]])), "'boundary'"),
+        ((rowptr, col, torch.tensor([0, 1]), 2, 0.8, torch.tensor([True])), "'exiting'"),
+        ((rowptr, col, torch.tensor([0]), 2, 0.8, torch.tensor([1])), "'exiting'"),
+        ((rowptr, col, torch.tensor([0, 5]), 2, 0.8, torch.tensor([False, True])), r"ends\[1\] = 5 is outside"),
+        ((rowptr, col, torch.tensor([0]), 2, 0.8, None, torch.ones(2)), "'dinv'"),
+        ((rowptr, col, torch.tensor([0]), 2, 0.8, None, torch.ones(3, dtype=torch.float64).int()), "'dinv'"),
+        ((rowptr, col, torch.tensor([0]), 2, 0.8, None, None, torch.ones(3)), "'deg'"),
+        ((rowptr, col, torch.tensor([0]), 2, 0.8, None, None, None, torch.ones(4)), "'self_loop_weight'"),
     ]
     for args, name in cases:
         with pytest.raises(RuntimeError, match=name):
             cpu.scope_csr(*args)
     # Rows 0 -> {1, 2}, 1 -> {}, 2 -> {0, 1, 2}: from row 1, nothing beyond it.
-    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(rowptr, col, torch.tensor([1]), 2, 1.0)
+    nodes, dist, rowptr_l, col_l, row_l, *_ = cpu.scope_csr(rowptr, col, torch.tensor([1]), 2, 1.0)
     assert nodes.tolist() == [1] and dist.tolist() == [0] and rowptr_l.tolist() == [0, 0] and row_l.numel() == 0
-    # The path 0-1-2-3-4 from row 1 within two hops, row 2 a boundary row (by hand): rows 0, 1
-    # and 2 (at the boundary, not walked through: row 3 stays out); row 0 keeps its entry to 1,
-    # row 1 those to 0 and 2 (local 0 and 2), row 2 none.
+    # The path 0-1-2-3-4 from row 1 within two hops, end 2 exiting (by hand): rows 0, 1 and 2 (at
+    # the boundary, not walked through: row 3 stays out; then at distance 0, an end); row 0 keeps
+    # its entry to 1, row 1 those to 0 and 2 (local 0 and 2), row 2 none. With dinv = 1 / (v + 1),
+    # the entries' weights are 1 * 1/2 (row 0 to 1), 1/2 * 1 and 1/2 * 1/3 (row 1 to 0 and 2).
     path_rowptr, path_col = torch.tensor([0, 1, 3, 5, 7, 8]), torch.tensor([1, 0, 2, 1, 3, 2, 4, 3])
-    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(path_rowptr, path_col, torch.tensor([1]), 2, 0.8,
-                                                        torch.tensor([2]))
-    assert nodes.tolist() == [0, 1, 2] and dist.tolist() == [1, 0, 2]
+    dinv = 1 / torch.arange(1, 6, dtype=torch.float32)
+    nodes, dist, rowptr_l, col_l, row_l, ends_l, weight_l, deg_l, self_l = cpu.scope_csr(
+        path_rowptr, path_col, torch.tensor([1, 2]), 2, 0.8, torch.tensor([False, True]), dinv,
+        path_rowptr.diff(), dinv * dinv)
+    assert nodes.tolist() == [0, 1, 2] and dist.tolist() == [1, 0, 0] and ends_l.tolist() == [1, 2]
     assert rowptr_l.tolist() == [0, 1, 3, 3] and col_l.tolist() == [1, 0, 2] and row_l.tolist() == [0, 1, 1]
-    nodes, dist, rowptr_l, col_l, row_l = cpu.scope_csr(rowptr, col, torch.tensor([0]), 1, 1.0)  # not compacted
-    assert dist.tolist() == [0, 1, 1] and nodes.numel() == rowptr_l.numel() == col_l.numel() == row_l.numel() == 0
+    assert torch.allclose(weight_l, torch.tensor([1 / 2, 1 / 2, 1 / 6]), rtol=0, atol=1e-7)
+    assert deg_l.tolist() == [1, 2, 2] and torch.allclose(self_l, torch.tensor([1, 1 / 4, 1 / 9]))
+    nodes, dist, *rest = cpu.scope_csr(rowptr, col, torch.tensor([0]), 1, 1.0)  # not compacted
+    assert dist.tolist() == [0, 1, 1] and nodes.numel() == 0 and all(t.numel() == 0 for t in rest)
 
 
 def test_falls_back_to_torch_with_one_warning(monkeypatch):

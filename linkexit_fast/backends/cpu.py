@@ -53,9 +53,10 @@ def _build() -> Optional[str]:
     schema = torch.ops.linkexit_fast.exit_decision.default._schema
     if schema.arguments[5].name != "margin_bound":
         return f"the loaded extension predates exit_decision(margin_bound): rebuild it from {CSRC}"
-    # scope_csr returns the row of each entry since its fifth output: an older build returns four.
-    if len(torch.ops.linkexit_fast.scope_csr.default._schema.returns) != 5:
-        return f"the loaded extension predates scope_csr's entry rows: rebuild it from {CSRC}"
+    # scope_csr returns the whole scope (ends' local ids, weights, degrees) since its ninth output:
+    # an older build returns five (or four).
+    if len(torch.ops.linkexit_fast.scope_csr.default._schema.returns) != 9:
+        return f"the loaded extension predates scope_csr's nine outputs: rebuild it from {CSRC}"
     return None
 
 
@@ -191,30 +192,37 @@ def hop_distance(rowptr: torch.Tensor, col: torch.Tensor, sources: torch.Tensor,
 
 
 def scope_csr(rowptr: torch.Tensor, col: torch.Tensor, ends: torch.Tensor, hops: int, max_fraction: float,
-              boundary: Optional[torch.Tensor] = None
-              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The engine's scope compaction (:func:`linkexit_fast.engine.scope.compact`, whose torch path
-    is the specification) in one serial pass: a BFS of at most ``hops`` hops from ``ends`` (row
-    ids in ``[0, R)``, repeats allowed) over the CSR ``rowptr [R+1]``, ``col [nnz]``; ``k`` rows
-    are reached.
+              exiting: Optional[torch.Tensor] = None, dinv: Optional[torch.Tensor] = None,
+              deg: Optional[torch.Tensor] = None, self_loop_weight: Optional[torch.Tensor] = None
+              ) -> Tuple[torch.Tensor, ...]:
+    """The engine's scope (:func:`linkexit_fast.engine.scope.compact`, whose torch path is the
+    specification) in one serial pass: a BFS of at most ``hops`` hops from ``ends`` (row ids in
+    ``[0, R)``, repeats allowed) over the CSR ``rowptr [R+1]``, ``col [nnz]``; ``k`` rows are
+    reached. ``exiting`` (bool ``[s]`` over ``ends``, default none): ends whose neighbourhoods stay
+    out (the probe's): the walk starts from the other ends, and these join the scope at distance
+    ``hops`` (no entries, never walked through; an end both exiting and not is exiting), then are
+    returned at distance 0.
 
-    ``k < max_fraction * R``: returns ``(nodes [k], dist [k], rowptr_l [k+1], col_l [e], row_l
-    [e])``, the reached rows in increasing order, their hop distances, and the CSR, in local ids,
-    of the rows with ``dist < hops`` (rows at ``hops`` get no entries), with each entry's row.
-    Otherwise ``(empty, dist [R], empty, empty, empty)`` with ``dist`` as :func:`hop_distance`
-    gives it. ``boundary`` (row ids, default none):
-    rows put in the scope at distance ``hops`` whatever their distance from ``ends``, and never
-    walked through (a row in both is a boundary row). O(reached rows + their entries); each
-    calling thread keeps one int32 per row between calls (for global-to-local ids) so that a small
-    scope touches nothing of the graph's size. Raises RuntimeError naming the argument for a wrong
-    dtype or shape, an ``ends``, ``boundary`` or ``col`` entry outside ``[0, R)``, a ``rowptr`` range that is not
-    one, ``hops < 0``, ``max_fraction`` outside ``[0, 1]``, or when the C++ ops are unavailable.
+    ``k < max_fraction * R``: returns ``(nodes [k], dist [k], rowptr_l [k+1], col_l [e], row_l [e],
+    ends_l [s], weight_l, deg_l, self_weight_l)``: the reached rows in increasing order, their hop
+    distances, the CSR, in local ids, of the rows with ``dist < hops`` (rows at ``hops`` get no
+    entries) with each entry's row, each end's local id; with ``dinv [R]`` (float32) the entries'
+    weights ``dinv[nodes[row_l]] * dinv[nodes[col_l]]``, with ``deg [R]`` (int64) ``deg[nodes]``,
+    with ``self_loop_weight [R]`` (float32) ``self_loop_weight[nodes]`` (each empty when not given).
+    Otherwise ``(empty, dist [R], empty x 7)`` with ``dist`` as :func:`hop_distance` gives it.
+    O(reached rows + their entries); each calling thread keeps one int32 per row between calls
+    (for global-to-local ids) so that a small scope touches nothing of the graph's size. Raises
+    RuntimeError naming the argument for a wrong dtype or shape, an ``ends`` or ``col`` entry
+    outside ``[0, R)``, a ``rowptr`` range that is not one, ``hops < 0``, ``max_fraction`` outside
+    ``[0, 1]``, or when the C++ ops are unavailable.
     """
     error = _load_error()
     if error is not None:
         raise RuntimeError(f"scope_csr: the C++ ops are unavailable: {error}")
-    return torch.ops.linkexit_fast.scope_csr(_index(rowptr), _index(col), _index(ends), int(hops),
-                                             float(max_fraction), None if boundary is None else _index(boundary))
+    return torch.ops.linkexit_fast.scope_csr(
+        _index(rowptr), _index(col), _index(ends), int(hops), float(max_fraction),
+        None if exiting is None else exiting.contiguous(), _opt_real(dinv), None if deg is None else _index(deg),
+        _opt_real(self_loop_weight))
 
 
 def exit_update(rows: torch.Tensor, flag: torch.Tensor, forced: Optional[torch.Tensor], exited: torch.Tensor,

@@ -175,20 +175,24 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
     n_glob = graph.num_nodes
     dev = graph.rowptr.device
     native = getattr(ops, "scope_csr", None) if NATIVE_COMPACT and not sync_free(graph.rowptr) else None
-    nodes = None
-    sources, boundary = (ends, None) if exiting is None else (ends[~exiting], ends[exiting])
-    if not walk or not walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
+    nodes = row = None
+    if walk and native is not None and walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
+        # The walk, compaction, the exiting ends and the local normalisation in one op.
+        nodes, dist, rowptr, col, row, local_ends, weight, deg, self_weight = native(
+            graph.rowptr, graph.col, ends, hops, COMPACT_BELOW, exiting, graph.dinv(self_loops), graph.deg,
+            graph.self_loop_weight() if self_loops else None)
+        if rowptr.numel():  # compacted (k + 1 offsets, even for k = 0)
+            return Scope(graph, rowptr, col, weight, nodes, local_ends, dist, hops, deg,
+                         self_weight if self_loops else None, ops, row)
+        # Not compacted: dist is over every row, already 0 at the exiting ends.
+        nodes = row = exiting = radius = None
+    elif not walk or not walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
         # One hop would reach every row: all rows count as within one hop (a superset of the
         # true scope, so nothing changes but possibly a few more updates), none is compacted.
         dist = torch.ones(n_glob, dtype=torch.int64, device=dev).scatter_(0, ends, 0)
         radius = 1
-    elif native is not None:
-        nodes, dist, rowptr, col, row = native(graph.rowptr, graph.col, sources, hops, COMPACT_BELOW, boundary)
-        if rowptr.numel() == 0:  # not compacted: dist is over every row
-            nodes = None
-        local_ends = None if nodes is None else torch.searchsorted(nodes, ends)
-        radius = None if nodes is None else hops  # rows out of reach stay UNREACHED
     else:
+        sources, boundary = (ends, None) if exiting is None else (ends[~exiting], ends[exiting])
         passable = None if boundary is None else \
             torch.ones(n_glob, dtype=torch.bool, device=dev).index_fill_(0, boundary, False)
         dist, scope = hop_distance(graph.rowptr, graph.col, sources, hops, passable, row_of=lambda: graph.row,
@@ -209,7 +213,6 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
             col, row = at(g2l, at(graph.col, pos)), at(g2l, at(inner, seg))
             nodes, local_ends, radius, dist = scope, at(g2l, ends), hops, at(dist, scope)
     if nodes is None:
-        row = None
         rowptr, col, local_ends = graph.rowptr, graph.col, ends
         weight = graph.edge_weight(self_loops)
         deg = graph.deg
