@@ -444,6 +444,56 @@ def test_linear_act_matches_float64(seed, rows, k, n, bias, gelu, scale):
     assert (np.abs(out.double().numpy() - spec.double().numpy()) <= 1e-6 * size).all()
 
 
+
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), degrees=st.lists(DEGREE, min_size=1, max_size=30),
+       n_h=st.integers(1, 40), m=st.sampled_from([1, 5, 64, 70, 256]), n=WIDTHS, k=st.integers(0, 150),
+       self_w=st.booleans(), cache=st.booleans(), bias=st.booleans(), gelu=st.booleans())
+def test_aggregate_linear_act_is_the_two_ops(seed, degrees, n_h, m, n, k, self_w, cache, bias, gelu):
+    """The fused layer update gives the same bits as its specification, linear_act on
+    aggregate_rows' output (each tested against numpy and scipy above): random CSRs with hub rows,
+    rows repeated and in any order (0 to 150: around the 12- and 64-row tasks), with and without
+    self-loop weights, a frozen-neighbour cache, bias and GELU, input widths 1 to 256 and output
+    widths around the 16-column panel."""
+    g = torch.Generator().manual_seed(seed)
+    R = len(degrees)
+    rowptr, col, weight = random_csr(g, degrees, n_h)
+    h = torch.randn(n_h, m, generator=g)
+    rows = torch.randint(0, min(R, n_h) if self_w else R, (k,), generator=g)
+    sw = torch.rand(R, generator=g) if self_w else None
+    cached = torch.randn(R, m, generator=g) if cache else None
+    w = torch.randn(n, m, generator=g) / m ** 0.5
+    b = torch.randn(n, generator=g) if bias else None
+    want = cpu.linear_act(cpu.aggregate_rows(rowptr, col, weight, h, rows, sw, cached), w, b, gelu)
+    out = torch.full((k, n), float("nan"))
+    got = cpu.aggregate_linear_act(rowptr, col, weight, h, rows, sw, cached, w, b, gelu, out)
+    assert got.data_ptr() == out.data_ptr() and torch.equal(got, want)
+
+
+def test_aggregate_linear_act_rejects_bad_input():
+    """Bad input raises naming it, before any output is trusted: aggregate_rows' own errors (an
+    index out of range, found by the tasks, then raised by the plain op), its shape checks, and
+    those of the transform's weights and of ``out`` (which may not overlap what is read)."""
+    rowptr, col, weight, h = small_graph()
+    w, rows = torch.randn(5, h.shape[1]), torch.tensor([0, 2])
+    out = torch.empty(2, 5)
+    cases = [
+        ((rowptr, col, weight, h, torch.tensor([0, 9]), None, None, w, None, True, out), r"rows\[1\] = 9"),
+        ((rowptr, torch.tensor([1, 7, 0, 1, 2]), weight, h, rows, None, None, w, None, True, out), r"col\[1\] = 7"),
+        ((rowptr, col, weight, h, rows, None, None, w[:, :1], None, True, out), "'lin_weight'"),
+        ((rowptr, col, weight, h, rows, None, None, w, torch.ones(4), True, out), "'lin_bias'"),
+        ((rowptr, col, weight, h, rows, None, None, w, None, True, torch.empty(3, 5)), "'out'"),
+        ((rowptr, col, weight, h, rows, None, None, w, None, True, torch.empty(5, 2).t()), "'out'"),
+        ((rowptr, col, weight, h, rows, None, torch.ones(2, 4), w, None, True, out), "'cache'"),
+    ]
+    for args, name in cases:
+        with pytest.raises(RuntimeError, match=name):
+            cpu.aggregate_linear_act(*args)
+    wide = torch.randn(4, 5)  # out overlapping h: h's first rows as out
+    with pytest.raises(RuntimeError, match="must not overlap"):
+        cpu.aggregate_linear_act(rowptr, col, weight, wide[:3, :], rows, None, None, torch.randn(5, 5), None,
+                                 True, wide[2:, :])
+
 def test_linear_act_gelu_is_accurate():
     """GELU alone (weights of ones, K = 1: the product is the input itself) on a fine grid over
     [-12, 12], wide random values and extremes: within 3e-7 |x| of x Phi(x) in float64 (the

@@ -35,5 +35,25 @@ void check_aggregate_rows_args(const at::Tensor& rowptr, const at::Tensor& col,
 // The CPU kernel (cpu/aggregate_rows_kernel.cpp), registered for the CPU by aggregate_rows.cpp.
 decltype(aggregate_rows) aggregate_rows_cpu;
 
+// The CPU kernel's rows a block at a time, for kernels that fuse the aggregation with what follows
+// (aggregate_linear_act): the inputs as aggregate_rows takes them, checked by the caller with
+// check_aggregate_rows_args and contiguous, alive while the object is used.
+class AggregateBlocks {
+ public:
+  AggregateBlocks(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& weight, const at::Tensor& h,
+                  const at::Tensor& rows, const std::optional<at::Tensor>& self_weight,
+                  const std::optional<at::Tensor>& cache);
+  // Output rows [i_begin, i_end) into out ([i_end - i_begin, m], row-major), every column in one
+  // pass, each row's indices checked first, the gathered rows prefetched. False when a row has an
+  // index out of range (such rows are left unwritten). Raises nothing (it runs on OpenMP
+  // workers): aggregate_rows_cpu on the same inputs raises the op's error.
+  bool run(int64_t i_begin, int64_t i_end, float* out) const;
+
+ private:
+  const int64_t *rowptr_, *col_, *rows_;
+  const float *weight_, *h_, *self_weight_, *cache_;
+  int64_t num_rows_, n_, m_, nnz_;
+};
+
 }  // namespace ops
 }  // namespace linkexit_fast

@@ -21,11 +21,11 @@ import torch
 from . import torch_ops
 
 __all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows",
-           "exit_update", "live_rows", "linear_act", "bf16_isa", "score_pairs_bf16"]
+           "exit_update", "live_rows", "linear_act", "aggregate_linear_act", "bf16_isa", "score_pairs_bf16"]
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 _OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows", "exit_update",
-        "live_rows", "linear_act")
+        "live_rows", "linear_act", "aggregate_linear_act")
 _lock = threading.Lock()
 _state: dict = {}  # "error": None once the ops are registered, else why they are not
 _warned = False
@@ -288,6 +288,29 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
         out = torch.empty(x.shape[0], weight.shape[0], dtype=torch.float32, device=x.device)
     return torch.ops.linkexit_fast.linear_act(_real(x), _real(weight), _opt_real(bias), bool(gelu), out)
 
+
+
+def aggregate_linear_act(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
+                         rows: torch.Tensor, self_weight: Optional[torch.Tensor], cache: Optional[torch.Tensor],
+                         lin_weight: torch.Tensor, lin_bias: Optional[torch.Tensor], gelu: bool,
+                         out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A layer's aggregation and transform in one pass: ``linear_act(aggregate_rows(rowptr, col,
+    weight, h, rows, self_weight, cache), lin_weight, lin_bias, gelu, out)`` (the specification:
+    the same bits), without writing the aggregate out. Arguments as those two ops take them
+    (``lin_weight [N, m]``, ``m`` the width of ``h``; ``out [k, N]`` float32, contiguous, not
+    overlapping ``h``, ``cache`` or the weights; default: a fresh tensor). Each task aggregates
+    its rows (16 kB) in cache and multiplies them there; without AVX2 it runs the two ops.
+    Raises RuntimeError as they do (naming the argument or the index out of range), or when the
+    C++ ops are unavailable.
+    """
+    error = _load_error()
+    if error is not None:
+        raise RuntimeError(f"aggregate_linear_act: the C++ ops are unavailable: {error}")
+    if out is None:
+        out = torch.empty(rows.shape[0], lin_weight.shape[0], dtype=torch.float32, device=h.device)
+    return torch.ops.linkexit_fast.aggregate_linear_act(
+        _index(rowptr), _index(col), _real(weight), _real(h), _index(rows), _opt_real(self_weight),
+        _opt_real(cache), _real(lin_weight), _opt_real(lin_bias), bool(gelu), out)
 
 def scatter_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     """``dst[rows] = src`` in place, returning ``dst``: ``dst [R, m]`` and ``src [k, m]`` contiguous

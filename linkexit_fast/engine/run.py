@@ -39,9 +39,9 @@ PROBE_BEFORE_COMPACT = True
 # one, and its rows to judge and update the backend's live_rows op, on the CPU's index path
 # (False: the torch ops of _Run.run, their specification).
 NATIVE_EXITS = True
-# Whether gcn's and resgcn's layer transforms (Linear, then GELU but at the last layer) use the
-# backend's linear_act op where it has one (the CPU's: the output written once); False: the model's
-# own transform, its specification.
+# Whether gcn's and resgcn's layer updates (aggregation, Linear, then GELU but at the last layer) use
+# the backend's aggregate_linear_act op where it has one (the CPU's: the aggregate made in cache,
+# the output written once); False: aggregate_rows and the model's own transform, its specification.
 NATIVE_LINEAR = True
 
 
@@ -151,8 +151,8 @@ def layer_update(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h: torc
                  buffer: Callable[[int], torch.Tensor]) -> torch.Tensor:
     """New states ``[k, m]`` of the ``k`` rows ``upd`` at layer ``l``: their aggregate over the
     CSR ``rowptr, col, weight`` of ``h`` (plus ``cache``, the frozen neighbours' sums), then
-    the model's transform (:meth:`~EarlyExitLinkPredictor.transform`; for gcn and resgcn, the
-    backend's ``linear_act`` where it has one and ``NATIVE_LINEAR`` holds).
+    the model's transform (:meth:`~EarlyExitLinkPredictor.transform`; for gcn and resgcn both in the
+    backend's ``aggregate_linear_act`` where it has one and ``NATIVE_LINEAR`` holds).
 
     The result is written into ``buffer(k)`` (a reused ``[k, m]`` scratch), on a CPU in chunks
     of rows, so a layer holds ``h``, the scratch and chunk-sized temporaries rather than four
@@ -163,22 +163,22 @@ def layer_update(model: EarlyExitLinkPredictor, ops: ModuleType, l: int, h: torc
     first = c.backbone == "gcn" and l == 0  # the aggregate of X W_0 (or of X): no residual
     raw = first and h.shape[1] != c.hidden  # h is X itself (inputs.aggregates_input: F < m)
     gelu = l < c.layers - 1  # the last layer has no activation
-    # transform's Linear + GELU in one op (gcn; resgcn then adds its residual)
-    fused = getattr(ops, "linear_act", None) if NATIVE_LINEAR and c.backbone in ("gcn", "resgcn") else None
+    # The aggregation, Linear and GELU in one op (gcn; resgcn then adds its residual)
+    fused = getattr(ops, "aggregate_linear_act", None) if NATIVE_LINEAR and c.backbone in ("gcn", "resgcn") \
+        else None
 
     def rows_update(rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if fused is not None and (raw or not first):  # act((Â h) W + b), Â h never written out
+            w = model.input_weights()[0] if raw else model.convs[l].weight
+            res = fused(rowptr, col, weight, h, rows, self_weight, cache, w, model.convs[l].bias, gelu, out)
+            return res if raw or c.backbone == "gcn" else res.add_(at(h, rows))  # resgcn: the residual
         agg = ops.aggregate_rows(rowptr, col, weight, h, rows, self_weight, cache)
         if raw:  # (Â X) W_0 + b
             w, _ = model.input_weights()
-            if fused is not None:
-                return fused(agg, w, model.convs[0].bias, gelu, out)
             return model.transform(0, linear_into(agg, w, model.convs[0].bias, out), None, None, out)
         if first:  # Â (X W_0) + b, the bias added straight into out (then no copy at L = 1)
             return model.transform(0, torch.add(agg, model.convs[0].bias, out=out), None, None, out)
         h_rows = None if c.backbone == "gcn" else at(h, rows)  # gcn has no residual
-        if fused is not None:
-            res = fused(agg, model.convs[l].weight, model.convs[l].bias, gelu, out)
-            return res if h_rows is None else res.add_(h_rows)
         return model.transform(l, agg, h_rows, None if step is None else at(step, rows), out)
 
     k = upd.numel()

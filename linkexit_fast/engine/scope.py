@@ -248,10 +248,19 @@ def marked_endpoints(parts: Iterable[torch.Tensor], n: int) -> torch.Tensor:
 
 def row_key(ends: torch.Tensor, rows: Optional[torch.Tensor], n: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """``key(ids)``: the row of each id of ``ends`` (sorted unique), ``rows[i]`` being that of
-    ``ends[i]``, for ids of any shape; ``rows`` None: the rows are the ids."""
+    ``ends[i]``, for ids of any shape; ``rows`` None: the rows are the ids. Few ids (or few
+    endpoints) are found by binary search; many, through an O(N) map built on first use."""
     if rows is None:
         return lambda ids: ids
     if ends.numel() < SPARSE_FRONTIER * n:  # a few endpoints: no O(N) map
         return lambda ids: at(rows, torch.searchsorted(ends, ids))
-    row_of = torch.zeros(n, dtype=torch.int64, device=ends.device).scatter_(0, ends, rows)
-    return lambda ids: at(row_of, ids)
+    row_of = None
+
+    def key(ids: torch.Tensor) -> torch.Tensor:
+        nonlocal row_of
+        if ids.numel() < SORT_IDS_BELOW:  # a few ids: searched, without building the map
+            return at(rows, torch.searchsorted(ends, ids))
+        if row_of is None:
+            row_of = torch.zeros(n, dtype=torch.int64, device=ends.device).scatter_(0, ends, rows)
+        return at(row_of, ids)
+    return key

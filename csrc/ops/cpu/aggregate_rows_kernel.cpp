@@ -65,6 +65,7 @@ struct AggregateArgs {
   const float* cache;        // nullptr when absent
   float* out;
   int64_t num_rows, n, m, nnz;
+  int64_t out_first = 0;  // the output row of out[0] (AggregateBlocks: a block's first row)
 };
 
 // First offending position of each kind of bad index, -1 while none was seen. Threads cannot
@@ -239,7 +240,7 @@ inline void aggregate_rows_impl(const AggregateArgs& a, int64_t i_begin, int64_t
     if (pass.validate && !valid_row(a, i, errors)) continue;
     const int64_t r = a.rows[i];
     const int64_t begin = a.rowptr[r], end = a.rowptr[r + 1];
-    float* dst = a.out + i * a.m;
+    float* dst = a.out + (i - a.out_first) * a.m;
     int64_t c0 = c_begin;
 #ifdef LINKEXIT_AVX512_BLOCKS
     if constexpr (kAvx512) {
@@ -276,6 +277,15 @@ __attribute__((target("avx512f"), flatten)) void aggregate_row_range_avx512(
   aggregate_rows_impl<true>(a, i_begin, i_end, pass, errors);
 }
 #endif
+
+// aggregate_rows_cpu's row range for the calling CPU.
+void aggregate_range(const AggregateArgs& a, int64_t i_begin, int64_t i_end, const Pass& pass, ErrorSlots& errors) {
+#ifdef LINKEXIT_AVX512_BLOCKS
+  static const bool has_avx512 = __builtin_cpu_supports("avx512f");
+  if (has_avx512) return aggregate_row_range_avx512(a, i_begin, i_end, pass, errors);
+#endif
+  aggregate_row_range(a, i_begin, i_end, pass, errors);
+}
 
 int64_t l2_cache_bytes() {
 #if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
@@ -342,22 +352,13 @@ at::Tensor aggregate_rows_cpu(const at::Tensor& rowptr, const at::Tensor& col,
                            col.numel()};
   const int64_t num_tasks = (k + kRowsPerTask - 1) / kRowsPerTask;
   ErrorSlots errors;
-#ifdef LINKEXIT_AVX512_BLOCKS
-  static const bool has_avx512 = __builtin_cpu_supports("avx512f");
-#endif
   const int64_t width = pass_columns(args, k, pass_cols);
   for (int64_t c0 = 0; c0 < m; c0 += width) {
     const Pass pass{c0, std::min(m, c0 + width), c0 == 0, width == m};
 #pragma omp parallel for schedule(dynamic, 1) num_threads(at::get_num_threads())
     for (int64_t task = 0; task < num_tasks; ++task) {
       const int64_t i_begin = task * kRowsPerTask, i_end = std::min(k, (task + 1) * kRowsPerTask);
-#ifdef LINKEXIT_AVX512_BLOCKS
-      if (has_avx512) {
-        aggregate_row_range_avx512(args, i_begin, i_end, pass, errors);
-        continue;
-      }
-#endif
-      aggregate_row_range(args, i_begin, i_end, pass, errors);
+      aggregate_range(args, i_begin, i_end, pass, errors);
     }
     if (errors.any()) break;  // the first pass skipped bad rows that later ones would read
   }
@@ -373,6 +374,22 @@ at::Tensor aggregate_rows_cpu(const at::Tensor& rowptr, const at::Tensor& col,
   TORCH_CHECK(e < 0, "aggregate_rows: col[", e, "] = ", args.col[e], " is out of range for h ",
               "with ", args.n, " rows");
   return out;
+}
+
+AggregateBlocks::AggregateBlocks(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& weight,
+                                 const at::Tensor& h, const at::Tensor& rows,
+                                 const std::optional<at::Tensor>& self_weight, const std::optional<at::Tensor>& cache)
+    : rowptr_(rowptr.data_ptr<int64_t>()), col_(col.data_ptr<int64_t>()), rows_(rows.data_ptr<int64_t>()),
+      weight_(weight.data_ptr<float>()), h_(h.data_ptr<float>()),
+      self_weight_(self_weight.has_value() ? self_weight->data_ptr<float>() : nullptr),
+      cache_(cache.has_value() ? cache->data_ptr<float>() : nullptr), num_rows_(rowptr.numel() - 1),
+      n_(h.size(0)), m_(h.size(1)), nnz_(col.numel()) {}
+
+bool AggregateBlocks::run(int64_t i_begin, int64_t i_end, float* out) const {
+  AggregateArgs args{rowptr_, col_, weight_, h_, rows_, self_weight_, cache_, out, num_rows_, n_, m_, nnz_, i_begin};
+  ErrorSlots errors;
+  aggregate_range(args, i_begin, i_end, Pass{0, m_, true, true}, errors);
+  return !errors.any();
 }
 
 }  // namespace ops

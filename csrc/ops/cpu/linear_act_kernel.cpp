@@ -1,4 +1,5 @@
 #include "../linear_act.h"
+#include "../aggregate_rows.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/addmm.h>
@@ -6,6 +7,7 @@
 #include <ATen/ops/mm.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -234,11 +236,9 @@ bool has_avx2() {
 
 }  // namespace
 
-bool linear_rows(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, const float* bias, bool gelu,
-                 float* out) {
+bool LinearTiles::pack(const float* w, int64_t n, int64_t k, const float* bias) {
 #ifdef LINKEXIT_LINEAR_AVX2
   if (!has_avx2()) return false;
-  if (rows == 0 || n == 0) return true;
   // Weights packed into column panels [n / kPanel][k][kPanel], the last one zero-padded, and
   // the bias padded likewise: a tile reads kPanel consecutive floats per step. The packing
   // buffer is kept by the calling thread between calls (up to kKeepFloats): a fresh 256 kB
@@ -247,26 +247,43 @@ bool linear_rows(const float* x, int64_t rows, int64_t k, const float* w, int64_
   const int64_t panels = (n + kPanel - 1) / kPanel;
   const size_t size = static_cast<size_t>(panels * kPanel * (k + 1));
   thread_local std::vector<float> kept;
-  std::vector<float> fresh;
-  std::vector<float>& buf = size <= kKeepFloats ? kept : fresh;
+  std::vector<float>& buf = size <= kKeepFloats ? kept : fresh_;
   if (buf.size() < size) buf.resize(size);
   float* wpack = buf.data();
   float* bpad = wpack + panels * kPanel * k;
   pack_panels(w, n, k, wpack);
   std::fill(bpad, bpad + panels * kPanel, 0.f);
   if (bias) std::memcpy(bpad, bias, n * sizeof(float));
-  const int64_t fit = kTaskBytes / static_cast<int64_t>(sizeof(float) * std::max<int64_t>(k, 1));
-  const int64_t task = std::clamp<int64_t>(fit - fit % kTileRows, kTileRows, 64);
-  at::parallel_for(0, (rows + task - 1) / task, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t r = t * task, count = std::min(task, rows - r);
-      rows_task(x + r * k, k, wpack, bpad, out + r * n, n, count, gelu);
-    }
-  });
+  wpack_ = wpack, bpad_ = bpad, n_ = n, k_ = k;
   return true;
 #else
   return false;
 #endif
+}
+
+void LinearTiles::rows(const float* x, int64_t rows, float* out, bool gelu) const {
+#ifdef LINKEXIT_LINEAR_AVX2
+  if (rows > 0 && n_ > 0) rows_task(x, k_, wpack_, bpad_, out, n_, rows, gelu);
+#endif
+}
+
+int64_t LinearTiles::task_rows() const {
+  const int64_t fit = kTaskBytes / static_cast<int64_t>(sizeof(float) * std::max<int64_t>(k_, 1));
+  return std::clamp<int64_t>(fit - fit % kTileRows, kTileRows, 64);
+}
+
+bool linear_rows(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, const float* bias, bool gelu,
+                 float* out) {
+  LinearTiles tiles;
+  if (!tiles.pack(w, n, k, bias)) return false;
+  const int64_t task = tiles.task_rows();
+  at::parallel_for(0, (rows + task - 1) / task, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r = t * task;
+      tiles.rows(x + r * k, std::min(task, rows - r), out + r * n, gelu);
+    }
+  });
+  return true;
 }
 
 at::Tensor& linear_act_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -283,6 +300,51 @@ at::Tensor& linear_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
     at::mm_out(out, x, weight.t());
   }
   if (gelu) at::gelu_out(out, out);
+  return out;
+}
+
+at::Tensor& aggregate_linear_act_cpu(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& weight,
+                                     const at::Tensor& h, const at::Tensor& rows,
+                                     const std::optional<at::Tensor>& self_weight,
+                                     const std::optional<at::Tensor>& cache, const at::Tensor& lin_weight,
+                                     const std::optional<at::Tensor>& lin_bias, bool gelu, at::Tensor& out) {
+  check_aggregate_rows_args(rowptr, col, weight, h, rows, self_weight, cache, std::nullopt);
+  check_aggregate_linear_act_args(h, rows, cache, lin_weight, lin_bias, out);
+  const at::Tensor rowptr_c = rowptr.contiguous(), col_c = col.contiguous(), weight_c = weight.contiguous(),
+                   h_c = h.contiguous(), rows_c = rows.contiguous();
+  const std::optional<at::Tensor> self_c = self_weight.has_value() ? std::optional(self_weight->contiguous())
+                                                                   : std::nullopt;
+  const std::optional<at::Tensor> cache_c = cache.has_value() ? std::optional(cache->contiguous()) : std::nullopt;
+  const int64_t k = rows.numel(), m = h.size(1), n = lin_weight.size(0);
+  LinearTiles tiles;
+  if (k == 0 || n == 0) return out;
+  if (m == 0 || !tiles.pack(lin_weight.data_ptr<float>(), n, m,
+                            lin_bias.has_value() ? lin_bias->data_ptr<float>() : nullptr)) {
+    // No AVX2 (or nothing to aggregate): the two ops, as specified.
+    at::Tensor agg = aggregate_rows_cpu(rowptr_c, col_c, weight_c, h_c, rows_c, self_c, cache_c, std::nullopt);
+    return linear_act_cpu(agg, lin_weight, lin_bias, gelu, out);
+  }
+  const AggregateBlocks blocks(rowptr_c, col_c, weight_c, h_c, rows_c, self_c, cache_c);
+  const int64_t task = tiles.task_rows();
+  std::atomic<bool> bad{false};
+  float* out_p = out.data_ptr<float>();
+  at::parallel_for(0, (k + task - 1) / task, 1, [&](int64_t begin, int64_t end) {
+    // A task's aggregated rows: 16 kB, made and consumed in L1.
+    thread_local std::vector<float> block;
+    if (block.size() < static_cast<size_t>(task * m)) block.resize(task * m);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r = t * task, count = std::min(task, k - r);
+      if (!blocks.run(r, r + count, block.data())) {
+        bad = true;
+        continue;
+      }
+      tiles.rows(block.data(), count, out_p + r * n, gelu);
+    }
+  });
+  if (bad) {  // the plain op on the same inputs raises the error naming the index
+    aggregate_rows_cpu(rowptr_c, col_c, weight_c, h_c, rows_c, self_c, cache_c, std::nullopt);
+    TORCH_CHECK(false, "aggregate_linear_act: an index out of range that aggregate_rows accepted");
+  }
   return out;
 }
 
