@@ -227,6 +227,15 @@ def test_exit_decision_strided_inputs_and_any_batch(temperature):
         part = torch.ops.linkexit_fast.exit_decision(h[start:stop], w1, b1, w2, b2, bound, w_nu, b_nu, 0.0)
         for a, b in zip(part, got):
             assert torch.equal(a, b[start:stop] if b.numel() else b)
+    # rows read in place (repeated, unsorted, none): the same bits as those rows judged in a batch
+    for rows in (torch.tensor([5, 76, 0, 5, 33]), torch.randperm(77, generator=gen), torch.zeros(0, dtype=torch.int64)):
+        part = torch.ops.linkexit_fast.exit_decision(h, w1, b1, w2, b2, bound, w_nu, b_nu, 0.0, rows)
+        for a, b in zip(part, got):
+            assert torch.equal(a, b[rows] if b.numel() else b)
+    with pytest.raises(RuntimeError, match=r"rows\[1\] = 77 is out of range for h with 77 rows"):
+        torch.ops.linkexit_fast.exit_decision(h, w1, b1, w2, b2, bound, w_nu, b_nu, 0.0, torch.tensor([0, 77]))
+    with pytest.raises(RuntimeError, match="'rows'"):
+        torch.ops.linkexit_fast.exit_decision(h, w1, b1, w2, b2, bound, w_nu, b_nu, 0.0, torch.tensor([0.0]))
 
 
 def scipy_hop_distance(rowptr, col, sources, max_hops, passable):

@@ -250,6 +250,33 @@ def test_exit_bookkeeping_in_cpp_matches_torch(n, e, seed, layers, threshold, np
     assert (a.nodes_decided, a.nodes_probed, a.nodes_updated) == (b.nodes_decided, b.nodes_probed, b.nodes_updated)
 
 
+
+@pytest.mark.skipif("cpu" not in ENGINE_BACKENDS, reason="the C++ ops are unavailable")
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 80), e=st.integers(0, 300), seed=st.integers(0, 10**6), layers=st.integers(1, 4),
+       threshold=st.floats(0.05, 1.0), npairs=st.integers(1, 40), backbone=st.sampled_from(["gcn", "resgcn"]))
+def test_rows_judged_in_place_match_gathered(n, e, seed, layers, threshold, npairs, backbone):
+    """The cpu backend's exit heads read a layer's rows in place (exit_decision's rows) where the
+    other backends judge a gathered copy: the same scores, exit layers and rows, call for call."""
+    from linkexit_fast.backends import cpu
+    graph = random_graph(n, e, 1, seed, 6)
+    torch.manual_seed(seed)
+    model = EarlyExitLinkPredictor(ModelConfig(6, n, hidden=8, layers=layers, backbone=backbone, exit="node",
+                                               semantics="freeze")).eval()
+    pairs = torch.randint(0, n, (npairs, 2), generator=torch.Generator().manual_seed(seed + 1))
+    lf.predict(graph, pairs, threshold, model=model, backend="cpu", plan="engine")  # the planner learns once
+    runs = []
+    try:
+        for in_place in (True, False):
+            cpu.JUDGES_ROWS_IN_PLACE = in_place
+            runs.append(lf.predict(graph, pairs, threshold, model=model, backend="cpu", plan="engine",
+                                   return_stats=True))
+    finally:
+        cpu.JUDGES_ROWS_IN_PLACE = True
+    (fast, a), (spec, b) = runs
+    assert torch.equal(fast, spec) and torch.equal(a.exit_layer, b.exit_layer)
+    assert (a.nodes_decided, a.nodes_probed, a.nodes_updated) == (b.nodes_decided, b.nodes_probed, b.nodes_updated)
+
 @pytest.fixture
 def live_rows_only(monkeypatch):
     """Whether a layer updates every scope row instead of its live ones (Plan.dense_step) follows

@@ -10,17 +10,17 @@ namespace ops {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision(
     const at::Tensor& h, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
     const at::Tensor& b2, double margin_bound, const std::optional<at::Tensor>& w_nu,
-    const std::optional<at::Tensor>& b_nu, double tau0) {
+    const std::optional<at::Tensor>& b_nu, double tau0, const std::optional<at::Tensor>& rows) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("linkexit_fast::exit_decision", "")
                        .typed<decltype(exit_decision)>();
-  return op.call(h, w1, b1, w2, b2, margin_bound, w_nu, b_nu, tau0);
+  return op.call(h, w1, b1, w2, b2, margin_bound, w_nu, b_nu, tau0, rows);
 }
 
 void check_exit_decision_args(const at::Tensor& h, const at::Tensor& w1, const at::Tensor& b1,
                               const at::Tensor& w2, const at::Tensor& b2,
                               const std::optional<at::Tensor>& w_nu,
-                              const std::optional<at::Tensor>& b_nu) {
+                              const std::optional<at::Tensor>& b_nu, const std::optional<at::Tensor>& rows) {
   at::CheckedFrom c = "exit_decision";
   at::TensorArg h_arg{h, "h", 1}, w1_arg{w1, "w1", 2}, b1_arg{b1, "b1", 3}, w2_arg{w2, "w2", 4},
       b2_arg{b2, "b2", 5};
@@ -43,12 +43,17 @@ void check_exit_decision_args(const at::Tensor& h, const at::Tensor& w1, const a
     at::checkSize(c, w_nu_arg, {k});
     at::checkSize(c, b_nu_arg, {1});
   }
+  if (rows.has_value()) {
+    at::TensorArg rows_arg{*rows, "rows", 10};
+    at::checkScalarType(c, rows_arg, at::kLong);
+    at::checkDim(c, rows_arg, 1);
+  }
 }
 
 TORCH_LIBRARY_FRAGMENT(linkexit_fast, m) {
   m.def(
       "exit_decision(Tensor h, Tensor w1, Tensor b1, Tensor w2, Tensor b2, float margin_bound, "
-      "Tensor? w_nu=None, Tensor? b_nu=None, float tau0=0.0) -> (Tensor, Tensor, Tensor)");
+      "Tensor? w_nu=None, Tensor? b_nu=None, float tau0=0.0, Tensor? rows=None) -> (Tensor, Tensor, Tensor)");
 }
 
 // The CPU kernel (cpu/exit_decision_kernel.cpp), registered here so that its file need not include

@@ -25,10 +25,10 @@ decltype(linear_act) linear_act_cpu;
 
 // Its tiles on raw pointers, for other CPU kernels' products (exit_decision's first layer):
 // out [rows, n] = act(x [rows, k] W^T + b), W [n, k] and x, out row-major, bias nullable, out not
-// overlapping x. Returns false, writing nothing, on a CPU without AVX2 and FMA: the caller then
-// runs torch's GEMM.
+// overlapping x; with ids (nullable), the rows of x are x's rows ids[0..rows), read in place.
+// Returns false, writing nothing, on a CPU without AVX2 and FMA: the caller then runs torch's GEMM.
 bool linear_rows(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, const float* bias,
-                 bool gelu, float* out);
+                 bool gelu, float* out, const int64_t* ids = nullptr);
 
 // linear_rows in two steps, for kernels that make x a block of rows at a time
 // (aggregate_linear_act): the weights packed once, then blocks of rows on any thread.
@@ -38,8 +38,9 @@ class LinearTiles {
   // that thread packs again) or, above 4 MB, in one of this object's. False, packing nothing, on
   // a CPU without AVX2 and FMA.
   bool pack(const float* w, int64_t n, int64_t k, const float* bias);
-  // out [rows, n] = act(x [rows, k] W^T + b), x and out row-major and not overlapping.
-  void rows(const float* x, int64_t rows, float* out, bool gelu) const;
+  // out [rows, n] = act(x [rows, k] W^T + b), x and out row-major and not overlapping; with ids
+  // (nullable), x's rows ids[0..rows) instead of its first rows.
+  void rows(const float* x, int64_t rows, float* out, bool gelu, const int64_t* ids = nullptr) const;
   // Rows per parallel task: 16 kB of x (64 rows at k = 64, 12 at k = 256).
   int64_t task_rows() const;
 

@@ -4,7 +4,9 @@
 plain ``available() -> bool``, and ``hop_distance``, ``scope_csr`` and ``scatter_rows`` ops for
 the engine's scope walk, compaction and scatter of updated rows on the CPU
 (:func:`linkexit_fast.backends.cpu.hop_distance`, :func:`linkexit_fast.backends.cpu.scope_csr`,
-:func:`linkexit_fast.backends.cpu.scatter_rows`; without them the engine does these in torch).
+:func:`linkexit_fast.backends.cpu.scatter_rows`; without them the engine does these in torch). A
+backend whose ``exit_decision`` also takes ``rows`` (judging ``h[rows]`` without a gather) says so
+with ``JUDGES_ROWS_IN_PLACE = True``.
 
 * ``reference``: not an op set; ``predict`` runs the dense masked forward instead of the engine.
 * ``torch``: the engine on plain torch ops (always available).

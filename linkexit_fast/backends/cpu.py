@@ -26,6 +26,8 @@ __all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "hop_d
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 _OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows", "exit_update",
         "live_rows", "linear_act", "aggregate_linear_act")
+# exit_decision takes rows and reads h[rows] in place (linkexit_fast.engine.run.judges_in_place).
+JUDGES_ROWS_IN_PLACE = True
 _lock = threading.Lock()
 _state: dict = {}  # "error": None once the ops are registered, else why they are not
 _warned = False
@@ -53,6 +55,8 @@ def _build() -> Optional[str]:
     schema = torch.ops.linkexit_fast.exit_decision.default._schema
     if schema.arguments[5].name != "margin_bound":
         return f"the loaded extension predates exit_decision(margin_bound): rebuild it from {CSRC}"
+    if schema.arguments[-1].name != "rows":
+        return f"the loaded extension predates exit_decision(rows): rebuild it from {CSRC}"
     # scope_csr returns the whole scope (ends' local ids, weights, degrees) since its ninth output:
     # an older build returns five (or four).
     if len(torch.ops.linkexit_fast.scope_csr.default._schema.returns) != 9:
@@ -132,7 +136,7 @@ def aggregate_rows(rowptr: torch.Tensor, col: torch.Tensor, weight: torch.Tensor
 
 def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
                   b2: torch.Tensor, threshold: float, w_nu: Optional[torch.Tensor] = None,
-                  b_nu: Optional[torch.Tensor] = None, tau0: float = 0.0
+                  b_nu: Optional[torch.Tensor] = None, tau0: float = 0.0, rows: Optional[torch.Tensor] = None
                   ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     r"""Deterministic exit rule on rows ``h [n, k]`` with the 2-layer confidence MLP
     ``w1 [hidden, k]``, ``b1 [hidden]``, ``w2 [2, hidden]``, ``b2 [2]``.
@@ -143,12 +147,17 @@ def exit_decision(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     (``w_nu [k]``, ``b_nu [1]``) also the SAS step size ``sigmoid((l_0 - l_1) / nu)`` with
     :math:`\nu = \max(\mathrm{softplus}(h w_\nu + b_\nu) + \tau_0, 0.1)` (Eq. 7).
     Returns ``(p_exit [n], exit [n] bool, step [n] or None)``.
+
+    ``rows`` (int64 ``[n']``, values in ``[0, n)``; default all rows): the rows judged are
+    ``h[rows]``, read in place by the product rather than gathered first (the engine judges a few
+    hundred rows of a layer's states); the results are then ``n'`` long. A row's results are the
+    same bits either way. An id out of range raises RuntimeError.
     """
     if _fall_back():
-        return torch_ops.exit_decision(h, w1, b1, w2, b2, threshold, w_nu, b_nu, tau0)
+        return torch_ops.exit_decision(h if rows is None else h[rows], w1, b1, w2, b2, threshold, w_nu, b_nu, tau0)
     p_exit, exit, step = torch.ops.linkexit_fast.exit_decision(
         _real(h), _real(w1), _real(b1), _real(w2), _real(b2), torch_ops.exit_margin_bound(threshold),
-        _opt_real(w_nu), _opt_real(b_nu), float(tau0))
+        _opt_real(w_nu), _opt_real(b_nu), float(tau0), None if rows is None else _index(rows))
     return p_exit, exit, (step if w_nu is not None else None)
 
 

@@ -70,10 +70,17 @@ void exit_epilogue(const EpilogueArgs& a, int64_t i_begin, int64_t i_end) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_cpu(
     const at::Tensor& h, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
     const at::Tensor& b2, double margin_bound, const std::optional<at::Tensor>& w_nu,
-    const std::optional<at::Tensor>& b_nu, double tau0) {
-  check_exit_decision_args(h, w1, b1, w2, b2, w_nu, b_nu);
+    const std::optional<at::Tensor>& b_nu, double tau0, const std::optional<at::Tensor>& rows) {
+  check_exit_decision_args(h, w1, b1, w2, b2, w_nu, b_nu, rows);
   const bool temperature = w_nu.has_value();
-  const int64_t n = h.size(0), hidden = w1.size(0);
+  // With rows, the rows judged are h[rows], read where they are (the engine's judge reads a few
+  // hundred rows of a larger h: a gather would write and read them once more).
+  const at::Tensor ids_t = rows.has_value() ? rows->contiguous() : at::Tensor();
+  const int64_t* ids = rows.has_value() ? ids_t.data_ptr<int64_t>() : nullptr;
+  const int64_t n = rows.has_value() ? ids_t.numel() : h.size(0), hidden = w1.size(0);
+  for (int64_t i = 0; ids != nullptr && i < n; ++i)
+    TORCH_CHECK(ids[i] >= 0 && ids[i] < h.size(0), "exit_decision: rows[", i, "] = ", ids[i],
+                " is out of range for h with ", h.size(0), " rows");
   at::Tensor p_exit = h.new_empty({n});
   at::Tensor exit = h.new_empty({n}, at::kBool);
   at::Tensor step = h.new_empty({temperature ? n : 0});
@@ -101,24 +108,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exit_decision_cpu(
                     static_cast<float>(tau0), temperature, nullptr, nullptr, nullptr};
   const int num_threads = at::get_num_threads();
   for (int64_t s = 0; s < n; s += block) {
-    const int64_t rows = std::min(block, n - s);
-    at::Tensor pre_block = pre.narrow(0, 0, rows);
+    const int64_t count = std::min(block, n - s);
+    at::Tensor pre_block = pre.narrow(0, 0, count);
     // linear_act's register tiles where the CPU has AVX2: on 43 to 1,922 rows of 256 against 32
     // outputs, 0.94x to 1.25x torch's mm on the benchmark machine, hot or cold; and the same bits
     // for a row whatever the batch (the engine's probe and its layer judge a row in different
     // batches).
-    if (!linear_rows(h_c.data_ptr<float>() + s * h_c.size(1), rows, h_c.size(1), w_first.data_ptr<float>(), ld,
-                     nullptr, false, pre_block.data_ptr<float>()))
-      at::_ops::mm_out::call(h_c.narrow(0, s, rows), w_first.t(), pre_block);
+    if (!linear_rows(h_c.data_ptr<float>() + (ids ? 0 : s * h_c.size(1)), count, h_c.size(1),
+                     w_first.data_ptr<float>(), ld, nullptr, false, pre_block.data_ptr<float>(),
+                     ids ? ids + s : nullptr))
+      at::_ops::mm_out::call(ids ? h_c.index_select(0, ids_t.narrow(0, s, count)) : h_c.narrow(0, s, count),
+                             w_first.t(), pre_block);
     args.p_exit = p_exit.data_ptr<float>() + s;
     args.exit = exit.data_ptr<bool>() + s;
     args.step = temperature ? step.data_ptr<float>() + s : nullptr;
-    const int64_t chunks = (rows + kChunk - 1) / kChunk;
+    const int64_t chunks = (count + kChunk - 1) / kChunk;
     // One chunk runs on this thread: a fork/join for it can wait a time slice for a descheduled
     // worker (see kRowBlock), and a layer's exit heads often judge a few hundred rows.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
-      exit_epilogue(args, c * kChunk, std::min(rows, (c + 1) * kChunk));
+      exit_epilogue(args, c * kChunk, std::min(count, (c + 1) * kChunk));
     }
   }
   return {p_exit, exit, step};

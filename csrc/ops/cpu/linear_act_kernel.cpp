@@ -110,14 +110,15 @@ LINKEXIT_AVX2_FN void gelu_inplace(float* o, int64_t count) {
   }
 }
 
-// Rows [0, MR) x the panel's columns [0, cols) of out (row stride n): x (row stride k) times the
-// packed panel wp [k][kPanel], plus the panel's bias. Each output is one FMA chain over k from
+// Rows [0, MR) x the panel's columns [0, cols) of out (row stride n): the rows xr[0..MR) of x
+// (k floats each, anywhere: a gathered row is read in place) times the packed panel wp [k][kPanel],
+// plus the panel's bias. Each output is one FMA chain over k from
 // zero, then the bias: the same arithmetic for every row and column, whatever the batch.
 // Named accumulators: GCC stores an array of them to the stack at every step.
 #define LINKEXIT_TILE_INIT(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
 #define LINKEXIT_TILE_STEP(i)                                     \
   if constexpr (MR > i) {                                         \
-    const __m256 a = _mm256_broadcast_ss(x + i * k + s);          \
+    const __m256 a = _mm256_broadcast_ss(x##i + s);               \
     c##i##0 = _mm256_fmadd_ps(a, w0, c##i##0);                    \
     c##i##1 = _mm256_fmadd_ps(a, w1, c##i##1);                    \
   }
@@ -128,8 +129,11 @@ LINKEXIT_AVX2_FN void gelu_inplace(float* o, int64_t count) {
   }
 
 template <int MR>
-LINKEXIT_AVX2_FN void tile(const float* __restrict x, int64_t k, const float* __restrict wp,
+LINKEXIT_AVX2_FN void tile(const float* const* xr, int64_t k, const float* __restrict wp,
                            const float* __restrict bias, float* __restrict out, int64_t n, int64_t cols) {
+  // Rows past MR alias row 0 and are never read.
+  const float *__restrict x0 = xr[0], *__restrict x1 = xr[MR > 1 ? 1 : 0], *__restrict x2 = xr[MR > 2 ? 2 : 0],
+              *__restrict x3 = xr[MR > 3 ? 3 : 0], *__restrict x4 = xr[MR > 4 ? 4 : 0], *__restrict x5 = xr[MR > 5 ? 5 : 0];
   LINKEXIT_TILE_INIT(0) LINKEXIT_TILE_INIT(1) LINKEXIT_TILE_INIT(2)
   LINKEXIT_TILE_INIT(3) LINKEXIT_TILE_INIT(4) LINKEXIT_TILE_INIT(5)
   for (int64_t s = 0; s < k; ++s) {
@@ -153,17 +157,20 @@ LINKEXIT_AVX2_FN void tile(const float* __restrict x, int64_t k, const float* __
 #undef LINKEXIT_TILE_STEP
 #undef LINKEXIT_TILE_STORE
 
-// rows rows of x [rows, k] into out [rows, n]: panel by panel (its weights stay in L1 across
-// the row tiles), then the GELU pass over the rows just written, still in cache.
-LINKEXIT_AVX2_FN void rows_task(const float* x, int64_t k, const float* wpack, const float* bias,
+// rows rows of x into out [rows, n]: x's rows 0, 1, ... (row stride k), or with ids its rows
+// ids[0], ids[1], ... read in place; panel by panel (its weights stay in L1 across the row tiles),
+// then the GELU pass over the rows just written, still in cache.
+LINKEXIT_AVX2_FN void rows_task(const float* x, int64_t k, const int64_t* ids, const float* wpack, const float* bias,
                                 float* out, int64_t n, int64_t rows, bool gelu) {
   for (int64_t j = 0; j < n; j += kPanel) {
     const float* wp = wpack + j * k;
     const int64_t cols = std::min(kPanel, n - j);
     for (int64_t r = 0; r < rows; r += kTileRows) {
-      const float* xr = x + r * k;
+      const int64_t mr = std::min<int64_t>(kTileRows, rows - r);
+      const float* xr[kTileRows];
+      for (int64_t i = 0; i < mr; ++i) xr[i] = x + (ids ? ids[r + i] : r + i) * k;
       float* o = out + r * n + j;
-      switch (std::min<int64_t>(kTileRows, rows - r)) {
+      switch (mr) {
         case 6: tile<6>(xr, k, wp, bias + j, o, n, cols); break;
         case 5: tile<5>(xr, k, wp, bias + j, o, n, cols); break;
         case 4: tile<4>(xr, k, wp, bias + j, o, n, cols); break;
@@ -261,9 +268,9 @@ bool LinearTiles::pack(const float* w, int64_t n, int64_t k, const float* bias) 
 #endif
 }
 
-void LinearTiles::rows(const float* x, int64_t rows, float* out, bool gelu) const {
+void LinearTiles::rows(const float* x, int64_t rows, float* out, bool gelu, const int64_t* ids) const {
 #ifdef LINKEXIT_LINEAR_AVX2
-  if (rows > 0 && n_ > 0) rows_task(x, k_, wpack_, bpad_, out, n_, rows, gelu);
+  if (rows > 0 && n_ > 0) rows_task(x, k_, ids, wpack_, bpad_, out, n_, rows, gelu);
 #endif
 }
 
@@ -273,14 +280,17 @@ int64_t LinearTiles::task_rows() const {
 }
 
 bool linear_rows(const float* x, int64_t rows, int64_t k, const float* w, int64_t n, const float* bias, bool gelu,
-                 float* out) {
+                 float* out, const int64_t* ids) {
   LinearTiles tiles;
   if (!tiles.pack(w, n, k, bias)) return false;
   const int64_t task = tiles.task_rows();
   at::parallel_for(0, (rows + task - 1) / task, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t r = t * task;
-      tiles.rows(x + r * k, std::min(task, rows - r), out + r * n, gelu);
+      if (ids)
+        tiles.rows(x, std::min(task, rows - r), out + r * n, gelu, ids + r);
+      else
+        tiles.rows(x + r * k, std::min(task, rows - r), out + r * n, gelu);
     }
   });
   return true;
