@@ -457,12 +457,12 @@ class _Run:
         return layer_update(self.model, self.ops, l, h, rows, step, self.s.rowptr, self.s.col, self.weight, None,
                             self.self_weight, self.scratch)
 
-    def decide(self, head, h_rows: torch.Tensor, l: int, head_id: int, rows: torch.Tensor):
+    def decide(self, head, h_rows: torch.Tensor, l: int, head_id: int, rows: torch.Tensor, in_place: bool = False):
         if rows.numel() == 0:  # no own row to judge (the ops want at least one)
             step = torch.zeros(0, device=self.dev) if self.c.backbone == "sas" else None
             return torch.zeros(0, dtype=torch.bool, device=self.dev), step
         return decide(self.model, self.ops, self.engine_stats, self.threshold, head, h_rows, l, head_id, rows,
-                      self.all_nodes)
+                      self.all_nodes, in_place)
 
     def run(self, ends: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The layer loop for own endpoint rows ``ends`` (sorted): their output states
