@@ -7,6 +7,7 @@ step as shipped against an alternative, in one run of interleaved rounds per cel
     python benchmarks/engine_variants.py --compare probe-first  # -> benchmarks/results/engine_probe-first.{md,json}
     python benchmarks/engine_variants.py --compare exits        # -> benchmarks/results/engine_exits.{md,json}
     python benchmarks/engine_variants.py --compare linear       # -> benchmarks/results/engine_linear.{md,json}
+    python benchmarks/engine_variants.py --compare judge        # -> benchmarks/results/engine_judge.{md,json}
     python benchmarks/engine_variants.py --compare probe --sizes 20000 --rounds 5 --out /tmp/probe
 
 Comparisons:
@@ -28,10 +29,14 @@ Comparisons:
   open endpoints and the rows that stay) in the cpu backend's C++ op ``exit_update`` ("shipped")
   against the ~17 small torch ops it replaces, its specification ("off",
   ``engine.run.NATIVE_EXITS`` False): the same rows, exit layers and scores.
-* ``linear``: gcn's layer transforms (Linear, bias, GELU but at the last layer) in the cpu
-  backend's C++ op ``linear_act``, which writes each output once ("shipped"), against the model's
-  own transform, torch's ``addmm`` into the layer's buffer then ``gelu`` in place ("off",
+* ``linear``: gcn's layer updates (aggregation, Linear, bias, GELU but at the last layer) in the
+  cpu backend's C++ op ``aggregate_linear_act``, which makes each block of the aggregate in cache
+  and writes each output once ("shipped"), against ``aggregate_rows`` then the model's own
+  transform, torch's ``addmm`` into the layer's buffer then ``gelu`` in place ("off",
   ``engine.run.NATIVE_LINEAR`` False): the same rows and MACs, scores within float32 rounding.
+* ``judge``: a layer's exit heads reading its rows of the states in place (the cpu backend's
+  ``exit_decision`` with ``rows``, "shipped") against a gather of those rows into the scratch
+  first ("off", ``backends.cpu.JUDGES_ROWS_IN_PLACE`` False): the same decisions and scores.
 * ``scatter``: updated rows written back into the states by the cpu backend's C++ op
   ``scatter_rows`` ("shipped") against ``index_copy_`` ("off", ``engine.indexing.NATIVE_SCATTER``
   False): the same states, rows and scores.
@@ -53,6 +58,7 @@ from pathlib import Path
 import torch
 
 import linkexit_fast as lf
+from linkexit_fast.backends import cpu
 from linkexit_fast.datasets import synthetic
 from linkexit_fast.engine import indexing
 from linkexit_fast.engine import plan as planner
@@ -90,9 +96,13 @@ COMPARISONS = {
     "exits": ("A layer's exit bookkeeping under freeze: the C++ op (exit_update) against the torch ops",
               {"off": lambda: knob(run, "NATIVE_EXITS", False), "shipped": lambda: knob(run, "NATIVE_EXITS", True)},
               dict(sizes="5000,20000,200000", pairs="100,10000", thresholds="0.5,0.9")),
-    "linear": ("A layer's transform: the C++ op (linear_act) against torch's addmm and gelu",
+    "linear": ("A layer's update: the C++ op (aggregate_linear_act) against aggregate_rows, torch's addmm and gelu",
                {"off": lambda: knob(run, "NATIVE_LINEAR", False), "shipped": lambda: knob(run, "NATIVE_LINEAR", True)},
                dict(sizes="5000,20000,200000", pairs="100,10000", thresholds="0.5,0.9")),
+    "judge": ("A layer's exit heads: the rows read in place (exit_decision's rows) against gathered first",
+              {"off": lambda: knob(cpu, "JUDGES_ROWS_IN_PLACE", False),
+               "shipped": lambda: knob(cpu, "JUDGES_ROWS_IN_PLACE", True)},
+              dict(sizes="5000,20000,200000", pairs="100,10000", thresholds="0.5")),
     "compaction": ("The scope's compaction: the C++ op (scope_csr) against the torch path",
                    {"off": lambda: knob(scope, "NATIVE_COMPACT", False),
                     "shipped": lambda: knob(scope, "NATIVE_COMPACT", True)},
