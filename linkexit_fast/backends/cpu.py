@@ -1,9 +1,11 @@
 """The engine's three ops in C++ with OpenMP (``csrc/``): same signatures and return conventions
 as :mod:`linkexit_fast.backends.torch_ops`, the specification they are tested against; and the
 scope walk and compaction (:func:`hop_distance`, :func:`scope_csr`) and a layer's exit bookkeeping
-(:func:`exit_update`), whose specifications are the engine's torch walk, compaction and layer loop;
-and a layer's transform, Linear then GELU, written once (:func:`linear_act`, specified by torch's
-``F.gelu(F.linear(...))``).
+(:func:`exit_update`, :func:`live_rows`), whose specifications are the engine's torch walk,
+compaction and layer loop; and a layer's transform, Linear then GELU, written once
+(:func:`linear_act`, specified by torch's ``F.gelu(F.linear(...))``), also fused with the
+layer's aggregation (:func:`aggregate_linear_act`, specified by the two ops). ``exit_decision``
+also judges rows of ``h`` in place (``rows``; ``JUDGES_ROWS_IN_PLACE``).
 
 The compiled ops come from ``linkexit_fast._C`` when ``setup.py`` built it; otherwise ``csrc/`` is
 compiled just-in-time on first use and cached in torch's extension folder. If neither works,
