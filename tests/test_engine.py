@@ -233,18 +233,24 @@ def test_exit_bookkeeping_in_cpp_matches_torch(n, e, seed, layers, threshold, np
     torch.manual_seed(seed)
     model = EarlyExitLinkPredictor(ModelConfig(6, n, hidden=8, layers=layers, exit=exit, semantics="freeze")).eval()
     pairs = torch.randint(0, n, (npairs, 2), generator=torch.Generator().manual_seed(seed + 1))
-    runs = []
     with engine_knobs(False, probe=probe):
-        # The first call on a graph teaches the planner the model's exit profile, which its probe
-        # rule reads from then on (probe=None): uncounted, so that both calls below plan alike.
-        lf.predict(graph, pairs, threshold, model=model, backend="cpu", plan="engine")
-        for native in (True, False):
-            engine_run.NATIVE_EXITS = native
-            try:
-                runs.append(lf.predict(graph, pairs, threshold, model=model, backend="cpu", plan="engine",
-                                       return_stats=True))
-            finally:
-                engine_run.NATIVE_EXITS = True
+        assert_switch_keeps_calls(graph, pairs, threshold, model, engine_run, "NATIVE_EXITS")
+
+
+def assert_switch_keeps_calls(graph, pairs, threshold, model, module, switch):
+    """The cpu backend's engine calls with ``module.switch`` True (as shipped) and False (the
+    specification) give the same scores, exit layers and rows decided, probed and updated. The
+    first call on a graph teaches the planner the model's exit profile, which its probe rule
+    reads from then on: one uncounted call first, so that both calls compared plan alike."""
+    lf.predict(graph, pairs, threshold, model=model, backend="cpu", plan="engine")
+    runs = []
+    try:
+        for value in (True, False):
+            setattr(module, switch, value)
+            runs.append(lf.predict(graph, pairs, threshold, model=model, backend="cpu", plan="engine",
+                                   return_stats=True))
+    finally:
+        setattr(module, switch, True)
     (fast, a), (spec, b) = runs
     assert torch.equal(fast, spec) and torch.equal(a.exit_layer, b.exit_layer)
     assert (a.nodes_decided, a.nodes_probed, a.nodes_updated) == (b.nodes_decided, b.nodes_probed, b.nodes_updated)
@@ -264,18 +270,8 @@ def test_rows_judged_in_place_match_gathered(n, e, seed, layers, threshold, npai
     model = EarlyExitLinkPredictor(ModelConfig(6, n, hidden=8, layers=layers, backbone=backbone, exit="node",
                                                semantics="freeze")).eval()
     pairs = torch.randint(0, n, (npairs, 2), generator=torch.Generator().manual_seed(seed + 1))
-    lf.predict(graph, pairs, threshold, model=model, backend="cpu", plan="engine")  # the planner learns once
-    runs = []
-    try:
-        for in_place in (True, False):
-            cpu.JUDGES_ROWS_IN_PLACE = in_place
-            runs.append(lf.predict(graph, pairs, threshold, model=model, backend="cpu", plan="engine",
-                                   return_stats=True))
-    finally:
-        cpu.JUDGES_ROWS_IN_PLACE = True
-    (fast, a), (spec, b) = runs
-    assert torch.equal(fast, spec) and torch.equal(a.exit_layer, b.exit_layer)
-    assert (a.nodes_decided, a.nodes_probed, a.nodes_updated) == (b.nodes_decided, b.nodes_probed, b.nodes_updated)
+    assert_switch_keeps_calls(graph, pairs, threshold, model, cpu, "JUDGES_ROWS_IN_PLACE")
+
 
 @pytest.fixture
 def live_rows_only(monkeypatch):

@@ -176,7 +176,8 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
     dev = graph.rowptr.device
     native = getattr(ops, "scope_csr", None) if NATIVE_COMPACT and not sync_free(graph.rowptr) else None
     nodes = row = None
-    if walk and native is not None and walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
+    walks = walk and walk_pays(ends.numel(), 1, n_glob, graph.col.numel())
+    if walks and native is not None:
         # The walk, compaction, the exiting ends and the local normalisation in one op.
         nodes, dist, rowptr, col, row, local_ends, weight, deg, self_weight = native(
             graph.rowptr, graph.col, ends, hops, COMPACT_BELOW, exiting, graph.dinv(self_loops), graph.deg,
@@ -186,7 +187,7 @@ def compact(graph: Graph, ends: torch.Tensor, hops: int, self_loops: bool, walk:
                          self_weight if self_loops else None, ops, row)
         # Not compacted: dist is over every row, already 0 at the exiting ends.
         nodes = row = exiting = radius = None
-    elif not walk or not walk_pays(ends.numel(), 1, n_glob, graph.col.numel()):
+    elif not walks:
         # One hop would reach every row: all rows count as within one hop (a superset of the
         # true scope, so nothing changes but possibly a few more updates), none is compacted.
         dist = torch.ones(n_glob, dtype=torch.int64, device=dev).scatter_(0, ends, 0)
