@@ -84,11 +84,14 @@ def test_exits_that_spare_rows_turn_the_choice_to_the_engine(fixed_costs):
     assert planner.choose(model, graph, every, 0.9, ops, cpu).path == "dense"
 
 
-@pytest.mark.parametrize("engine_over_dense, path", [(0.99, "dense"), (0.96, "dense"), (0.94, "engine"), (1.2, "dense")])
-def test_the_engine_must_be_estimated_clearly_cheaper(fixed_costs, monkeypatch, engine_over_dense, path):
-    """Estimates within ENGINE_MARGIN go to the dense path (ogbl-ddi at 0.9: estimated 0.6 % apart,
-    the engine measured 8 % slower)."""
-    assert planner.ENGINE_MARGIN == 0.05
+@pytest.mark.parametrize("margin, engine_over_dense, path", [
+    (0.0, 0.99, "engine"), (0.0, 1.0, "dense"), (0.0, 1.2, "dense"),
+    (0.05, 0.99, "dense"), (0.05, 0.96, "dense"), (0.05, 0.94, "engine")])
+def test_the_engine_must_be_estimated_cheaper_by_the_margin(fixed_costs, monkeypatch, margin, engine_over_dense, path):
+    """The engine is taken where its estimate is below (1 - ENGINE_MARGIN) x the dense one; a tie
+    goes to the dense path. The margin is none now (see ENGINE_MARGIN); the rule is checked at
+    the 5 % it once was too."""
+    monkeypatch.setattr(planner, "ENGINE_MARGIN", margin)
     monkeypatch.setattr(planner, "estimate", lambda *a: {"dense": 1.0, "engine": engine_over_dense})
     graph = random_graph(200, 800, 0, 6)
     plan = planner.choose(model_of(200), graph, 10, 0.9, get_backend("torch"), torch.device("cpu"))
@@ -103,7 +106,8 @@ def test_estimates_follow_the_documented_formula():
     m, d, L = 16, 8.0, 4
     head = 16 * model.config.exit_hidden + model.config.exit_hidden * 2  # lin1, lin2 (no temperature head)
     row = (m * m + head) * COSTS.mac + (d + 1) * m * COSTS.entry_hot  # 1000 x 16 floats: in cache
-    layer = n * row + planner.DENSE_OPS_PER_LAYER * COSTS.op + planner.DENSE_SYNCS_PER_LAYER * COSTS.sync
+    ops, syncs, scans = planner.OVERHEAD["torch"]["dense"]  # ops None: the torch ops' bookkeeping
+    layer = n * row + ops * COSTS.op + syncs * COSTS.sync + scans * n * COSTS.scan
     assert est["dense"] == pytest.approx(L * layer, rel=1e-12)  # no exits: no mask
     # Half the endpoints exit at layer 1, the rest at layer 2: layers 0 and 1 update (the second
     # with the mask that keeps exited states), then both paths stop.
@@ -114,6 +118,51 @@ def test_estimates_follow_the_documented_formula():
     # Two endpoints of 200k nodes: the engine's rows are their reach, its fixed costs are small.
     big = planner.estimate(model, 200_000, 1_600_000, 2, COSTS, None)
     assert big["engine"] < 0.2 * big["dense"]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_engine_estimate_follows_the_documented_formula(backend):
+    """The engine estimate recomputed from the module docstring's formula where each term is known
+    by hand: no exits, 10 endpoints of a 100k-node graph of mean degree 4, L = 3 (hidden 16, states
+    in cache). Layer l updates the reach of the endpoints within 2 - l hops, 10 * 5^(2 - l) rows,
+    each with its one copy (no exit head to gather for); every layer pays the bookkeeping's mask
+    passes (native on the CPU backend, torch ops otherwise), and no exit bookkeeping; the scope
+    walks visit the rows they reach."""
+    model = model_of(100, layers=3, hidden=16, exit="none")
+    n, entries, ends, m = 100_000, 400_000, 10, 16
+    est = planner.estimate(model, n, entries, ends, COSTS, None, get_backend(backend))
+    row = m * m * COSTS.mac + (4 + 1) * m * COSTS.entry_hot  # exit none: no head
+    _, _, scans = planner.OVERHEAD["native" if backend == "cpu" else "torch"]["engine"]
+    fixed = scans * n * COSTS.scan  # no exits: no exit bookkeeping, the mask passes only
+    rows = [250, 50, 10]
+    walked = 250 + 50  # the last layer's rows are the endpoints: no walk
+    expect = sum(r * (row + m * COSTS.copy) + fixed for r in rows) + walked * 4 * COSTS.scan
+    assert est["engine"] == pytest.approx(expect, rel=1e-12)
+
+
+def test_the_last_layer_updates_the_open_endpoints_once():
+    """Under freeze the last engine layer updates the endpoints still open after its decision:
+    1000 endpoints, 40 % open after layer 2's decisions, are 400 rows (not 0.4 x 400)."""
+    model = model_of(100, layers=3, hidden=16)
+    n, entries = 1_000_000, 4_000_000
+    after = [1.0, 1.0, 0.4]
+    cpu = get_backend("cpu")  # heads read rows in place: one copy a live row
+    est = planner.estimate(model, n, entries, 1000, COSTS, after, cpu)
+    less = planner.estimate(model, n, entries, 1000, COSTS, [1.0, 1.0, 0.3], cpu)
+    row = planner._row_cost(model, n, entries, COSTS)
+    # One endpoint in ten fewer at the last layer: 100 rows fewer, with their copy, and the
+    # first layers' reach shrinks not at all (their share open is the same).
+    assert est["engine"] - less["engine"] == pytest.approx(100 * (row + 16 * COSTS.copy), rel=1e-9)
+
+
+def test_a_live_row_is_copied_once_where_the_heads_read_rows_in_place():
+    """The CPU backend judges rows in place: a live row's only copy is its scatter back. The torch
+    ops gather the rows for the heads first; subgraph exit gathers on every backend."""
+    cpu, torch_ops = get_backend("cpu"), get_backend("torch")
+    assert planner.copies(model_of(10), cpu) == 1
+    assert planner.copies(model_of(10), torch_ops) == 2
+    assert planner.copies(model_of(10, exit="subgraph"), cpu) == 2
+    assert planner.copies(model_of(10, exit="none"), torch_ops) == 1
 
 
 def test_bad_plan_is_refused_before_anything_runs():
@@ -135,10 +184,10 @@ def test_calibration_is_cached_on_disk_and_redone_on_request(tmp_path, monkeypat
     assert stored[costs.key]["mac"] == costs.mac
     # A new process reads the file: nothing is measured.
     monkeypatch.setattr(planner, "_COSTS", {})
-    monkeypatch.setattr(planner, "_median_seconds", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(planner, "_best_seconds", lambda *a, **k: pytest.fail("measured again"))
     assert planner.calibrate(ops, cpu, 16) == costs
     # force measures again and overwrites the entry.
-    monkeypatch.setattr(planner, "_median_seconds", lambda fn, device, repeats=5: 1.0)
+    monkeypatch.setattr(planner, "_best_seconds", lambda fn, device, repeats=7: 1.0)
     again = planner.calibrate(ops, cpu, 16, force=True)
     assert again.op == pytest.approx(0.01)
     assert json.loads((tmp_path / "planner_costs.json").read_text())[costs.key]["op"] == again.op
@@ -149,7 +198,7 @@ def test_an_unwritable_or_corrupt_cache_is_no_error(tmp_path, monkeypatch):
     blocker.write_text("not a folder")
     monkeypatch.setenv("LINKEXIT_CACHE", str(blocker / "sub"))
     monkeypatch.setattr(planner, "_COSTS", {})
-    monkeypatch.setattr(planner, "_median_seconds", lambda fn, device, repeats=5: 1e-3)
+    monkeypatch.setattr(planner, "_best_seconds", lambda fn, device, repeats=7: 1e-3)
     assert planner.calibrate(get_backend("torch"), torch.device("cpu"), 8).mac > 0
     corrupt = tmp_path / "c"
     corrupt.mkdir()
@@ -162,7 +211,7 @@ def test_an_unwritable_or_corrupt_cache_is_no_error(tmp_path, monkeypatch):
 def test_a_cache_entry_of_another_version_is_measured_again(tmp_path, monkeypatch):
     monkeypatch.setenv("LINKEXIT_CACHE", str(tmp_path))
     monkeypatch.setattr(planner, "_COSTS", {})
-    monkeypatch.setattr(planner, "_median_seconds", lambda fn, device, repeats=5: 1e-3)
+    monkeypatch.setattr(planner, "_best_seconds", lambda fn, device, repeats=7: 1e-3)
     ops, cpu = get_backend("torch"), torch.device("cpu")
     key = planner._key(ops, cpu, 8)
     (tmp_path / "planner_costs.json").write_text(json.dumps({key: {"mac": 1.0, "entry": 1.0}}))

@@ -28,7 +28,7 @@ __all__ = ["available", "aggregate_rows", "exit_decision", "score_pairs", "hop_d
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 _OPS = ("aggregate_rows", "exit_decision", "score_pairs", "hop_distance", "scope_csr", "scatter_rows", "exit_update",
         "live_rows", "linear_act", "aggregate_linear_act")
-# exit_decision takes rows and reads h[rows] in place (linkexit_fast.engine.run.judges_in_place).
+# exit_decision takes rows and reads h[rows] in place (linkexit_fast.engine.plan.judges_in_place).
 JUDGES_ROWS_IN_PLACE = True
 _lock = threading.Lock()
 _state: dict = {}  # "error": None once the ops are registered, else why they are not

@@ -42,8 +42,10 @@ def scatter_rows(ops, dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) 
     return dst.index_copy_(0, rows, src)
 
 
-def sync_free(t: torch.Tensor) -> bool:
-    return t.device.type != "cpu" if SYNC_FREE is None else SYNC_FREE
+def sync_free(t: Union[torch.Tensor, torch.device]) -> bool:
+    """Whether indexing on ``t``'s device (or on device ``t``) takes the sync-free path."""
+    device = t if isinstance(t, torch.device) else t.device
+    return device.type != "cpu" if SYNC_FREE is None else SYNC_FREE
 
 
 def host(*values: Union[int, torch.Tensor]) -> List[int]:

@@ -14,16 +14,18 @@ through the same fused scorer):
 what the call knows before it runs: N, the CSR's entries, the endpoints, L, m and the model's exit
 profile, the share of endpoints still open at each layer, learnt from the model's earlier calls
 on the same graph at the same threshold (:func:`record`; a first call assumes no exits), and takes
-the engine only where its estimate is :data:`ENGINE_MARGIN` or more below the dense one. The
+the engine where its estimate is below the dense one (by :data:`ENGINE_MARGIN`, none now). The
 estimate, over the layers that run (both paths stop once every endpoint has exited):
 
     dense  = sum_l N * (row + m * select [freeze, once a node has exited]) + fixed_dense
-    engine = sum_l R_l * (row + 2 * m * copy [R_l < N]) + fixed_engine + scans * N * scan + walk
+    engine = sum_l R_l * (row + c * m * copy [R_l < N]) + fixed_engine + scans * N * scan + walk
 
 with ``row`` the per-row update cost (``k m^2`` MACs of the transform, ``(d+1) m`` of the
-aggregation, the exit head), ``fixed`` the per-layer op launches and syncs, and ``R_l`` the rows
+aggregation, the exit head), ``c`` a live row's copies (:func:`copies`), ``fixed`` and ``scans``
+each path's per-layer op launches, syncs and mask passes (:data:`OVERHEAD`), and ``R_l`` the rows
 layer ``l`` updates: within ``L - l - 1`` hops of the endpoints still open (reach at the mean
-degree, capped at N), times, under ``freeze``, the share still open; a layer whose live rows
+degree, capped at N), times, under ``freeze``, the share still open (at the last layer: the
+open endpoints themselves); a layer whose live rows
 are nearly all rows updates every row instead (:meth:`Plan.dense_step`). Where the engine probes
 before layer ``l`` (:meth:`Plan.probe`), ``R_l`` counts the endpoints still open after layer
 ``l + 1``'s decisions instead, plus the probe's rows and a walk. Redo the calibration with ``linkexit-fast calibrate`` (or :func:`calibrate` with
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
@@ -46,21 +47,30 @@ import torch.nn.functional as F
 
 from ..graph import Graph
 from ..models import EarlyExitLinkPredictor
-from .indexing import scatter_rows
+from .indexing import scatter_rows, sync_free
 from .stats import head_macs, layer_k
 
 PATHS = ("auto", "dense", "engine")
-# Torch ops per layer outside the update itself (counted with benchmarks/engine_op_count.py's
-# profiler on CiteSeer and ogbl-ddi, GPU index path): the engine's masks, index lists, counts and
-# scatters against the dense path's decision, mask and select.
-ENGINE_OPS_PER_LAYER = 40
-DENSE_OPS_PER_LAYER = 12
-# Host syncs per layer: the engine reads its counts once per layer (and walks add a few);
-# the dense path reads whether every endpoint has exited.
-ENGINE_SYNCS_PER_LAYER = 2
-DENSE_SYNCS_PER_LAYER = 1
-# O(N) mask passes per layer of the engine (live rows, exited, open endpoints, nonzero).
-ENGINE_SCANS_PER_LAYER = 6
+# Per layer, outside the update itself: each path's torch ops, host syncs and O(N) mask passes,
+# with the exit bookkeeping in the backend's native ops ("native": the CPU backend's exit_update and
+# live_rows, on the CPU's index path) or in torch ops ("torch": the sync-free index path a GPU
+# takes, and any backend without those ops). Ops and syncs counted with `python
+# benchmarks/engine_op_count.py --threshold 1.0 --index-path {cpu,gpu}` (CPU backend; results in
+# benchmarks/results/engine_op_count_{cpu,gpu}_t1.md), per layer as (CiteSeer's count, L = 8, less
+# ogbl-ddi's, L = 3) / 5:
+#   native (cpu): engine (54 - 26) / 5 ops and (2 - 2) / 5 syncs, dense (104 - 43) / 5 and (23 - 8) / 5;
+#   torch (gpu):  engine (301 - 45) / 5 and (27 - 3) / 5, dense (69 - 33) / 5 and (2 - 2) / 5.
+# The engine's mask passes: natively, live_rows' pass over the hop distances; in torch ops, live
+# rows, exited, open endpoints and nonzero (6). Priced at torch's counts (40 ops and 2 syncs a
+# layer when counted), the CPU's engine lost near-tie cells to the dense path: 5k nodes, all
+# test pairs, 0.9, estimated 0.4 % apart, where the engine measured 6 % faster
+# (planner_grid_93be9a5). The ops and syncs are the exit bookkeeping's: a model without exits
+# runs the same ops on both paths (16 a call, 1 sync, on a 400-node graph at L = 3) and pays the
+# mask passes only.
+OVERHEAD = {  # bookkeeping -> path -> (ops, syncs, scans) per layer
+    "native": {"engine": (6, 0, 1), "dense": (12, 3, 0)},
+    "torch": {"engine": (51, 5, 6), "dense": (7, 0, 0)},
+}
 # The probe (engine.run._Run._probe: the open endpoints' exits at layer l + 1 decided before layer
 # l updates its rows): taken where the open endpoints are at most PROBE_SHARE of the rows the layer
 # would update (when none exits, its extra work is about that share of the layer) and, once the
@@ -77,14 +87,17 @@ PROBE: Optional[bool] = None
 # ran about 7x faster per entry on ogbl-ddi (4,267 x 256 floats, 4.4 MB) than on a random 20k-node
 # graph (20 MB) on the 2-core Xeon.
 HOT_BYTES = 8 << 20
-# The engine is chosen only where it is estimated at least this much cheaper than the dense path:
-# the dense path has no bookkeeping whose cost the model can under-count (gathers, scatters back,
-# index passes). The planner grid (AMD EPYC, 2 threads) had two cells estimated within 1.2 %
-# where the engine measured 8-9 % slower (ogbl-ddi at threshold 0.9: 0.93 against 0.86 s; the
-# 1M-node graph's full evaluation at 0.9: 13.1 against 12.0 s), and none estimated within 5 %
-# where the engine was the faster; within this margin the dense path costs, by the estimates, at
-# most the 5 % that the planner is allowed to lose.
-ENGINE_MARGIN = 0.05
+# The engine is chosen only where it is estimated at least this much cheaper than the dense path.
+# 0.05 while the engine's bookkeeping was under-counted (ogbl-ddi at 0.9 and the 1M-node graph's
+# full evaluation at 0.9 estimated within 1.2 %, the engine measured 8-9 % slower). With the
+# bookkeeping counted per path (OVERHEAD), one copy a live row where heads read rows in place, and
+# calibrations that keep the fastest of their timings, the estimates of the near-tie cells of the
+# planner grid (5k, 20k and 200k nodes, 10k and all test pairs, thresholds 0.9 and 1.0; 15
+# interleaved rounds, 5 at 200k) fell from 3.5 % below to 3.9 % above the measured engine/dense
+# ratio (one 8.6 % above: the 200k-node graph without exits, where the engine measured 12 % faster),
+# leaning, if anywhere, towards the dense path: a margin would only add to that lean, and took
+# the dense path in cells where the engine measured 4-7 % faster.
+ENGINE_MARGIN = 0.0
 
 
 @dataclass
@@ -94,7 +107,7 @@ class Costs:
     mac: float  # per multiply-accumulate of a row transform (F.linear, [rows, m] x [m, m])
     entry: float  # per aggregated CSR entry and feature (the backend's aggregate_rows), states out of cache
     entry_hot: float  # the same with the states in cache (HOT_BYTES or less)
-    copy: float  # per row and feature gathered and scattered back (index_select + scatter_rows)
+    copy: float  # per row and feature of one copy: the mean of a gather (index_select) and a scatter back (scatter_rows)
     select: float  # per row and feature of a masked select (torch.where over [N, m])
     scan: float  # per node of a mask pass (compare, nonzero)
     op: float  # per op launch, fixed
@@ -109,8 +122,9 @@ class Plan:
     path: str
     reason: str
     seconds: Dict[str, float] = field(default_factory=dict)
-    # Seconds per row of a layer update, of a live row's gather and scatter back, of the mask that
-    # keeps exited states: what dense_step weighs (zeros: never a dense step).
+    # Seconds per row of a layer update, of a live row's copies (its scatter back, and its gather
+    # for the exit heads where the backend cannot judge rows in place), of the mask that keeps
+    # exited states: what dense_step weighs (zeros: never a dense step).
     row: float = 0.0
     copy: float = 0.0
     select: float = 0.0
@@ -134,13 +148,12 @@ class Plan:
     def dense_step(self, live: int, n: int, masked: bool) -> bool:
         """Whether an engine layer with ``live`` of ``n`` rows to update is cheaper updating every
         row (what no open endpoint needs is computed and never read; with ``masked``, exited
-        states are put back by a mask) than gathering the live rows and scattering them back
-        (the exit heads' gather and the update's scatter: two copies a row). On the 200k-node
-        synthetic graph's full evaluation at threshold 1.0, 99.97 % of the rows were live and the
-        two copies made the engine 10-19 % slower than the dense path."""
+        states are put back by a mask) than updating the live rows and copying them (see ``copy``).
+        On the 200k-node synthetic graph's full evaluation at threshold 1.0, 99.97 % of the rows
+        were live and their gathers and scatters made the engine 10-19 % slower than the dense path."""
         if self.row <= 0.0 or live >= n:
             return False
-        return n * (self.row + (self.select if masked else 0.0)) < live * (self.row + 2 * self.copy)
+        return n * (self.row + (self.select if masked else 0.0)) < live * (self.row + self.copy)
 
     def __str__(self) -> str:
         est = ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in self.seconds.items())
@@ -166,7 +179,8 @@ def cache_file() -> Path:
 
 # Bumped when what calibrate measures changes, so that cached costs are measured again.
 # 2: the scatter back priced with the backend's scatter_rows (the engine's), not index_copy_.
-COSTS_VERSION = 2
+# 3: the fastest of 7 timed calls, not the median of 5; copy per copy, not per gather and scatter.
+COSTS_VERSION = 3
 
 
 def _key(ops: ModuleType, device: torch.device, m: int) -> str:
@@ -174,7 +188,11 @@ def _key(ops: ModuleType, device: torch.device, m: int) -> str:
     return f"{name}|{ops.__name__.rsplit('.', 1)[-1]}|torch {torch.__version__}|m={m}|v{COSTS_VERSION}"
 
 
-def _median_seconds(fn, device: torch.device, repeats: int = 5) -> float:
+def _best_seconds(fn, device: torch.device, repeats: int = 7) -> float:
+    """The fastest of ``repeats`` timed calls after a warm-up: what the work itself costs. On a
+    shared machine interference only adds time: medians of 5 of the same CPU aggregation ranged
+    over 8x between calibrations (1.1e-10 to 9e-10 s per entry, the 20k-node graph, 2-core EPYC),
+    and the planner's near-tie choices followed that noise."""
     fn()  # warm-up: lazy builds, allocator
     times = []
     for _ in range(repeats):
@@ -185,7 +203,7 @@ def _median_seconds(fn, device: torch.device, repeats: int = 5) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 @torch.no_grad()
@@ -223,7 +241,7 @@ def calibrate(ops: ModuleType, device: torch.device, m: int, force: bool = False
         col = torch.randint(0, n, (n * deg,), generator=g).to(device)
         weight = torch.rand(n * deg, generator=g).to(device)
         h, rows = torch.randn(n, m, generator=g).to(device), torch.arange(n, device=device)
-        return _median_seconds(lambda: ops.aggregate_rows(rowptr, col, weight, h, rows), device) / (n * deg * m)
+        return _best_seconds(lambda: ops.aggregate_rows(rowptr, col, weight, h, rows), device) / (n * deg * m)
     h = torch.randn(n, m, generator=g).to(device)
     w = torch.randn(m, m, generator=g).to(device)
     half = torch.randperm(n, generator=g)[: n // 2].sort().values.to(device)
@@ -231,7 +249,7 @@ def calibrate(ops: ModuleType, device: torch.device, m: int, force: bool = False
     tiny = torch.ones(1, device=device)
     out = torch.empty(n // 2, m, device=device)
 
-    def copy():
+    def copy():  # a gather and a scatter back: two copies
         torch.index_select(h, 0, half, out=out)
         scatter_rows(ops, h, half, out)
 
@@ -243,14 +261,14 @@ def calibrate(ops: ModuleType, device: torch.device, m: int, force: bool = False
         for _ in range(20):
             tiny.add_(0).item()
 
-    op = _median_seconds(ops_loop, device) / 100
+    op = _best_seconds(ops_loop, device) / 100
     costs = Costs(
-        mac=_median_seconds(lambda: F.linear(h, w), device) / (n * m * m),
+        mac=_best_seconds(lambda: F.linear(h, w), device) / (n * m * m),
         entry=aggregation(n, deg), entry_hot=aggregation(max(HOT_BYTES // (8 * m), 16), 64),
-        copy=_median_seconds(copy, device) / (half.numel() * m),
-        select=_median_seconds(lambda: torch.where(mask[:, None], h, h), device) / (n * m),
-        scan=_median_seconds(lambda: (mask & ~mask).nonzero(), device) / n,
-        op=op, sync=max(_median_seconds(syncs, device) / 20 - op, 0.0), key=key)
+        copy=_best_seconds(copy, device) / (2 * half.numel() * m),
+        select=_best_seconds(lambda: torch.where(mask[:, None], h, h), device) / (n * m),
+        scan=_best_seconds(lambda: (mask & ~mask).nonzero(), device) / n,
+        op=op, sync=max(_best_seconds(syncs, device) / 20 - op, 0.0), key=key)
     _COSTS[key] = costs
     stored[key] = asdict(costs)
     try:
@@ -322,45 +340,67 @@ def reach(sources: float, entries: int, n: int, hops: int) -> float:
     return min(float(n), sources * (entries / max(n, 1) + 1) ** hops)
 
 
+def judges_in_place(ops: ModuleType) -> bool:
+    """Whether the backend's exit_decision takes ``rows`` and reads ``h[rows]`` in place (the CPU's,
+    ``JUDGES_ROWS_IN_PLACE``): a layer then judges its rows without gathering them first. On 100
+    pairs of the 5k-node graph those gathers (477 and 43 rows of 256, written by both threads) took
+    174 and 50 us of a 5-8 ms call, timed inside it."""
+    return getattr(ops, "JUDGES_ROWS_IN_PLACE", False)
+
+
+def copies(model: EarlyExitLinkPredictor, ops: ModuleType) -> int:
+    """Copies of each live row of an engine layer that updates part of the rows: its scatter back
+    into the states, and its gather for the exit heads unless they read it in place."""
+    return 1 if model.config.exit == "none" or (judges_in_place(ops) and model.config.exit == "node") else 2
+
+
 def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, costs: Costs,
-             open_after: Optional[List[float]]) -> Dict[str, float]:
+             open_after: Optional[List[float]], ops: Optional[ModuleType] = None,
+             device: torch.device = torch.device("cpu")) -> Dict[str, float]:
     """Estimated seconds of the GNN stage on each path (see the module docstring), from the share
-    of endpoints still open after each layer's exit decisions (None: no exits assumed)."""
+    of endpoints still open after each layer's exit decisions (None: no exits assumed), for
+    backend ``ops`` (None: the torch ops; it sets a live row's :func:`copies` and whether the exit
+    bookkeeping is native, :data:`OVERHEAD`) on ``device``."""
+    on_device = sync_free(device)
+    bookkeeping = "native" if not on_device and hasattr(ops, "exit_update") else "torch"
     c = model.config
     L, m = c.layers, c.hidden
     d = entries / max(n, 1)
     exits = c.exit != "none"
     freeze = exits and c.semantics == "freeze"
     row = _row_cost(model, n, entries, costs)
-    step = Plan("engine", "", row=row, copy=m * costs.copy, select=m * costs.select)
+    step = Plan("engine", "", row=row, copy=copies(model, ops) * m * costs.copy, select=m * costs.select)
+    overhead = {path: exits * (k_ops * costs.op + syncs * costs.sync) + scans * n * costs.scan
+                for path, (k_ops, syncs, scans) in OVERHEAD[bookkeeping].items()}
     after = open_after or [1.0] * L
     # Both paths stop once every endpoint has exited: layer l updates only if one is still open.
     ran = [l for l in range(L) if after[l] > 0]
     # The mask that keeps exited states runs only once a node has exited (freeze).
-    dense = sum(n * row + DENSE_OPS_PER_LAYER * costs.op + DENSE_SYNCS_PER_LAYER * costs.sync
-                + (n * m * costs.select if freeze and after[l] < 1.0 else 0.0) for l in ran)
+    dense = sum(n * row + overhead["dense"] + (n * m * costs.select if freeze and after[l] < 1.0 else 0.0)
+                for l in ran)
     engine, walk_rows = 0.0, 0.0
     step.open_after = open_after  # no profile: no exits assumed, so no probe either
     for l in ran:
         hops = L - l - 1  # rows within this many hops of an open endpoint are still needed
         rows_in_reach = reach(ends * after[l], entries, n, hops)
         if (freeze and c.exit == "node" and hops >= 1 and l + 1 >= model.first_exit
-                and open_after is not None and step.probe(l, int(ends * after[l]), int(rows_in_reach))):
+                and open_after is not None and step.probe(l, int(ends * after[l]), int(rows_in_reach), on_device)):
             # the probe: its rows, then the reach of the endpoints that stay (and those that exit)
-            engine += ends * after[l] * row + ENGINE_OPS_PER_LAYER * costs.op + costs.sync
+            engine += ends * after[l] * row + overhead["engine"]
             walk_rows += rows_in_reach
             rows_in_reach = min(float(n), reach(ends * after[l + 1], entries, n, hops) + ends * (after[l] - after[l + 1]))
-        rows = rows_in_reach * (after[l] if freeze else 1.0)  # under freeze, exited rows are not updated
-        walk_rows += rows_in_reach if rows_in_reach < n else 0.0
+        # Under freeze, exited rows are not updated: a share of the reach, as of the endpoints;
+        # the last layer's rows (no hop) are the open endpoints themselves.
+        rows = rows_in_reach * (after[l] if freeze and hops > 0 else 1.0)
+        walk_rows += rows_in_reach if 0 < hops and rows_in_reach < n else 0.0  # none at the last layer
         masked = freeze and after[l] < 1.0
         if rows >= n:  # every row live: no gather, no scatter back
             update = n * (row + masked * step.select)
         elif step.dense_step(int(rows), n, masked):
             update = n * (row + masked * step.select)
         else:
-            update = rows * (row + 2 * step.copy)
-        engine += (update + ENGINE_OPS_PER_LAYER * costs.op
-                   + ENGINE_SYNCS_PER_LAYER * costs.sync + ENGINE_SCANS_PER_LAYER * n * costs.scan)
+            update = rows * (row + step.copy)
+        engine += update + overhead["engine"]
     engine += walk_rows * d * costs.scan  # the scope walks visit the reached rows' entries
     return {"dense": dense, "engine": engine}
 
@@ -373,12 +413,12 @@ def choose(model: EarlyExitLinkPredictor, graph: Graph, ends: int, threshold: fl
         return Plan("dense", "requested")
     n, entries = graph.num_nodes, graph.col.numel()
     costs = calibrate(ops, device, model.config.hidden)
-    m = model.config.hidden
-    steps = dict(row=_row_cost(model, n, entries, costs), copy=m * costs.copy, select=m * costs.select)
+    m, k = model.config.hidden, copies(model, ops)
+    steps = dict(row=_row_cost(model, n, entries, costs), copy=k * m * costs.copy, select=m * costs.select)
     after = profile(model, graph, threshold) if model.config.exit != "none" else None
     if requested == "engine":
         return Plan("engine", "requested", profiled=after is not None, open_after=after, **steps)
-    est = estimate(model, n, entries, ends, costs, after)
+    est = estimate(model, n, entries, ends, costs, after, ops, device)
     path = "engine" if est["engine"] < (1 - ENGINE_MARGIN) * est["dense"] else "dense"
     known = "no exits" if model.config.exit == "none" else (
         "exit profile of earlier calls on this graph" if after is not None else "no exit profile yet: none assumed")

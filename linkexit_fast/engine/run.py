@@ -22,7 +22,7 @@ from . import buffers
 from .cache import FrozenCache
 from .indexing import at, host, nonzero, scatter_rows, sync_free
 from .inputs import aggregates_input, input_states
-from .plan import Plan, choose, reach, record
+from .plan import Plan, choose, judges_in_place, reach, record
 from .scope import compact, row_key, walk_pays
 from .stats import EngineStats, head_macs, layer_k
 
@@ -105,14 +105,6 @@ class Scratch:
         features, possibly the graph's own), none does until the next use."""
         if self.buf is not None and states.data_ptr() == self.buf.data_ptr():
             self.buf = old if old.shape[1] == self.m else None
-
-
-def judges_in_place(ops: ModuleType) -> bool:
-    """Whether the backend's exit_decision takes ``rows`` and reads ``h[rows]`` in place (the CPU's,
-    ``JUDGES_ROWS_IN_PLACE``): a layer then judges its rows without gathering them first. On 100
-    pairs of the 5k-node graph those gathers (477 and 43 rows of 256, written by both threads) took
-    174 and 50 us of a 5-8 ms call, timed inside it."""
-    return getattr(ops, "JUDGES_ROWS_IN_PLACE", False)
 
 
 def decide(model: EarlyExitLinkPredictor, ops: ModuleType, stats: EngineStats, threshold: float, head,
