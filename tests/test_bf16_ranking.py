@@ -17,7 +17,8 @@ from linkexit_fast.metrics import heart_metrics
 from linkexit_fast.models import EarlyExitLinkPredictor, ModelConfig
 from linkexit_fast.ranking import exact_heart_metrics, heart_metrics_from_embeddings
 
-HAS_BF16 = bf16.bf16_isa() is not None
+ISA = bf16.bf16_isa()
+HAS_BF16 = ISA is not None
 FP32_SCORERS = {"torch": torch_ops.score_pairs}
 if cpu.available():
     FP32_SCORERS["cpu"] = cpu.score_pairs
@@ -307,8 +308,13 @@ def test_eval_report_bf16_equals_fp32_on_citeseer(exit):
     assert set(bf16["valid"]["metrics"]) == {"mrr", "hits@1", "hits@3", "hits@10", "hits@20", "hits@50", "hits@100"}
     assert bf16["valid"]["resolved_fraction_per_layer"] == fp32["valid"]["resolved_fraction_per_layer"]
     assert bf16["valid"]["rescored"]["rescored"] <= 227 * 500
-    if HAS_BF16:  # the bound decides most negatives of a model with spread-out scores
-        assert bf16["valid"]["rescored"]["rescored_share"] < 0.5
+    rescored = bf16["valid"]["rescored"]
+    if ISA == "amx-bf16":  # the cascade's three products decide about half of them
+        assert rescored["rescored_share"] < 0.5 and rescored["refined_bf16x3"] > 0
+    else:  # one product a multiply-add (default_products): no cascade. Its bound is too loose to
+        # decide this untrained model's close scores (measured on an AVX512-BF16 EPYC: all 113,500
+        # re-scored; three products there would leave 49 %, at more than fp32's cost there)
+        assert rescored["refined_bf16x3"] == 0
 
 
 def test_eval_report_bf16_refuses_shared_negatives():
