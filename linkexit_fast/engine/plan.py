@@ -25,10 +25,10 @@ aggregation, the exit head), ``c`` a live row's copies (:func:`copies`), ``fixed
 each path's per-layer op launches, syncs and mask passes (:data:`OVERHEAD`), and ``R_l`` the rows
 layer ``l`` updates: within ``L - l - 1`` hops of the endpoints still open (reach at the mean
 degree, capped at N), times, under ``freeze``, the share still open (at the last layer: the
-open endpoints themselves); a layer whose live rows
-are nearly all rows updates every row instead (:meth:`Plan.dense_step`). Where the engine probes
-before layer ``l`` (:meth:`Plan.probe`), ``R_l`` counts the endpoints still open after layer
-``l + 1``'s decisions instead, plus the probe's rows and a walk. Redo the calibration with ``linkexit-fast calibrate`` (or :func:`calibrate` with
+open endpoints themselves); a layer whose live rows are nearly all rows updates every row
+instead (:meth:`Plan.dense_step`). Where the engine probes before layer ``l`` (:meth:`Plan.probe`),
+``R_l`` counts the endpoints still open after layer ``l + 1``'s decisions instead, plus the
+probe's rows and a walk. Redo the calibration with ``linkexit-fast calibrate`` (or :func:`calibrate` with
 ``force=True``) after a hardware or torch change; ``$LINKEXIT_CACHE`` moves the cache folder.
 """
 from __future__ import annotations
