@@ -14,7 +14,7 @@ through the same fused scorer):
 what the call knows before it runs: N, the CSR's entries, the endpoints, L, m and the model's exit
 profile, the share of endpoints still open at each layer, learnt from the model's earlier calls
 on the same graph at the same threshold (:func:`record`; a first call assumes no exits), and takes
-the engine where its estimate is below the dense one (by :data:`ENGINE_MARGIN`, none now). The
+the engine where its estimate is :data:`ENGINE_MARGIN` (1 %) or more below the dense one. The
 estimate, over the layers that run (both paths stop once every endpoint has exited):
 
     dense  = sum_l N * (row + m * select [freeze, once a node has exited]) + fixed_dense
@@ -95,9 +95,12 @@ HOT_BYTES = 8 << 20
 # planner grid (5k, 20k and 200k nodes, 10k and all test pairs, thresholds 0.9 and 1.0; 15
 # interleaved rounds, 5 at 200k) fell from 3.5 % below to 3.9 % above the measured engine/dense
 # ratio (one 8.6 % above: the 200k-node graph without exits, where the engine measured 12 % faster),
-# leaning, if anywhere, towards the dense path: a margin would only add to that lean, and took
-# the dense path in cells where the engine measured 4-7 % faster.
-ENGINE_MARGIN = 0.0
+# and 0.05 took the dense path where the engine measured 4-7 % faster. Within 1 % the estimates
+# cannot tell the paths apart, and the dense path's time is the steadier: 10k pairs on the 5k-node
+# graph at 0.9 (estimated 0.2 % apart; the engine updates 99 and 97 % of the rows at layers 1
+# and 2, each with its copy) measured the engine 5 % faster alone and 6 and 24 % slower in two
+# runs of planner_grid_b35f69c, with the reference's calls interleaved.
+ENGINE_MARGIN = 0.01
 
 
 @dataclass
@@ -281,11 +284,16 @@ def calibrate(ops: ModuleType, device: torch.device, m: int, force: bool = False
 
 # ----------------------------------------------------------------------------- exit profiles
 # model -> graph -> {threshold: (parameter version, [share of endpoints still open after each
-# layer])}. Per graph: one model exits differently on different graphs (the synthetic model of
+# layer], {estimates made from it})}. Per graph: one model exits differently on different graphs (the synthetic model of
 # the benchmarks at 0.9: no endpoint exits on the 5k-node graph, 32 % at layer 2 on the 20k-node
 # one), and a profile learnt on one misled the planner on the other. Weak on both keys: a profile
 # never keeps a model or a graph alive.
 _PROFILES: "weakref.WeakKeyDictionary[EarlyExitLinkPredictor, weakref.WeakKeyDictionary]" = weakref.WeakKeyDictionary()
+# Estimates kept with each profile, by (endpoints, backend, device): made again, one took about
+# 30 us of a 3 ms call in place (100 pairs of the 5k-node graph: auto 51 us over the engine path
+# per call, paired medians of 2,900 alternating calls, against 18 us with the estimate kept),
+# about 1 % of such a call. At most this many per profile (then they are dropped and made again).
+ESTIMATES_KEPT = 64
 
 
 def _version(model: EarlyExitLinkPredictor) -> tuple:
@@ -313,14 +321,19 @@ def record(model: EarlyExitLinkPredictor, graph: Graph, threshold: float, end_la
         left -= c
         open_after.append(left / total)
     by_graph = _PROFILES.setdefault(model, weakref.WeakKeyDictionary())
-    by_graph.setdefault(graph, {})[threshold] = (_version(model), open_after)
+    by_graph.setdefault(graph, {})[threshold] = (_version(model), open_after, {})
+
+
+def _profile_entry(model: EarlyExitLinkPredictor, graph: Graph, threshold: float) -> Optional[tuple]:
+    hit = _PROFILES.get(model, {}).get(graph, {}).get(threshold)
+    return hit if hit is not None and hit[0] == _version(model) else None
 
 
 def profile(model: EarlyExitLinkPredictor, graph: Graph, threshold: float) -> Optional[List[float]]:
     """The share of endpoints still open after each layer's exit decisions, learnt from earlier
     calls on ``graph`` (the same object) at ``threshold`` with the same weights (None: unknown)."""
-    hit = _PROFILES.get(model, {}).get(graph, {}).get(threshold)
-    return hit[1] if hit is not None and hit[0] == _version(model) else None
+    hit = _profile_entry(model, graph, threshold)
+    return None if hit is None else hit[1]
 
 
 # ----------------------------------------------------------------------------- the choice
@@ -415,10 +428,19 @@ def choose(model: EarlyExitLinkPredictor, graph: Graph, ends: int, threshold: fl
     costs = calibrate(ops, device, model.config.hidden)
     m, k = model.config.hidden, copies(model, ops)
     steps = dict(row=_row_cost(model, n, entries, costs), copy=k * m * costs.copy, select=m * costs.select)
-    after = profile(model, graph, threshold) if model.config.exit != "none" else None
+    entry = _profile_entry(model, graph, threshold) if model.config.exit != "none" else None
+    after = None if entry is None else entry[1]
     if requested == "engine":
         return Plan("engine", "requested", profiled=after is not None, open_after=after, **steps)
-    est = estimate(model, n, entries, ends, costs, after, ops, device)
+    kept, key = ({} if entry is None else entry[2]), (ends, ops.__name__, device)
+    hit = kept.get(key)
+    if hit is not None and hit[0] is costs:  # made from this profile with these costs
+        est = hit[1]
+    else:
+        est = estimate(model, n, entries, ends, costs, after, ops, device)
+        if len(kept) >= ESTIMATES_KEPT:
+            kept.clear()
+        kept[key] = (costs, est)
     path = "engine" if est["engine"] < (1 - ENGINE_MARGIN) * est["dense"] else "dense"
     known = "no exits" if model.config.exit == "none" else (
         "exit profile of earlier calls on this graph" if after is not None else "no exit profile yet: none assumed")
