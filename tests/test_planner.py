@@ -220,6 +220,8 @@ def test_calibration_is_cached_on_disk_and_redone_on_request(tmp_path, monkeypat
     monkeypatch.setattr(planner, "_best_seconds", lambda fn, device, repeats=7: 1.0)
     again = planner.calibrate(ops, cpu, 16, force=True)
     assert again.op == pytest.approx(0.01)
+    # One gather and one scatter back of half the 20k rows, 16 wide, priced per copy.
+    assert again.copy == pytest.approx(1.0 / (2 * 10_000 * 16))
     assert json.loads((tmp_path / "planner_costs.json").read_text())[costs.key]["op"] == again.op
 
 

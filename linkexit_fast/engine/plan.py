@@ -367,6 +367,13 @@ def copies(model: EarlyExitLinkPredictor, ops: ModuleType) -> int:
     return 1 if model.config.exit == "none" or (judges_in_place(ops) and model.config.exit == "node") else 2
 
 
+def _steps(model: EarlyExitLinkPredictor, n: int, entries: int, costs: Costs, ops: Optional[ModuleType]) -> dict:
+    """A Plan's per-row prices (``row``, ``copy``, ``select``) on this graph and backend."""
+    m = model.config.hidden
+    return dict(row=_row_cost(model, n, entries, costs), copy=copies(model, ops) * m * costs.copy,
+                select=m * costs.select)
+
+
 def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, costs: Costs,
              open_after: Optional[List[float]], ops: Optional[ModuleType] = None,
              device: torch.device = torch.device("cpu")) -> Dict[str, float]:
@@ -381,8 +388,8 @@ def estimate(model: EarlyExitLinkPredictor, n: int, entries: int, ends: int, cos
     d = entries / max(n, 1)
     exits = c.exit != "none"
     freeze = exits and c.semantics == "freeze"
-    row = _row_cost(model, n, entries, costs)
-    step = Plan("engine", "", row=row, copy=copies(model, ops) * m * costs.copy, select=m * costs.select)
+    step = Plan("engine", "", **_steps(model, n, entries, costs, ops))
+    row = step.row
     overhead = {path: exits * (k_ops * costs.op + syncs * costs.sync) + scans * n * costs.scan
                 for path, (k_ops, syncs, scans) in OVERHEAD[bookkeeping].items()}
     after = open_after or [1.0] * L
@@ -426,8 +433,7 @@ def choose(model: EarlyExitLinkPredictor, graph: Graph, ends: int, threshold: fl
         return Plan("dense", "requested")
     n, entries = graph.num_nodes, graph.col.numel()
     costs = calibrate(ops, device, model.config.hidden)
-    m, k = model.config.hidden, copies(model, ops)
-    steps = dict(row=_row_cost(model, n, entries, costs), copy=k * m * costs.copy, select=m * costs.select)
+    steps = _steps(model, n, entries, costs, ops)
     entry = _profile_entry(model, graph, threshold) if model.config.exit != "none" else None
     after = None if entry is None else entry[1]
     if requested == "engine":
